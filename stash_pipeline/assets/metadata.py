@@ -1,0 +1,49 @@
+"""Materialization metadata for a sync: the numbers the UI plots and the history explains."""
+
+import duckdb
+import dagster as dg
+
+from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.sync import SyncReport
+from stash_pipeline.stash.entities import EntitySpec
+
+
+def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in rows])
+
+
+def report_metadata(con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport) -> dict:
+    local = fetch_scalar(con, f"SELECT count(*) FROM {spec.name}")
+    metadata: dict = {
+        "sync_type": report.sync_type,
+        "status": report.status,
+        "window": report.window,
+        "skipped": report.skipped,
+        "fetched": dg.MetadataValue.int(report.fetched),
+        "created": dg.MetadataValue.int(report.created),
+        "updated": dg.MetadataValue.int(report.updated),
+        "unchanged": dg.MetadataValue.int(report.unchanged),
+        "deleted": dg.MetadataValue.int(report.deleted),
+        "failed": dg.MetadataValue.int(report.failed),
+        "repaired": dg.MetadataValue.int(report.repaired),
+        "pages": dg.MetadataValue.int(report.pages),
+        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+        "rows_per_second": dg.MetadataValue.float(report.rows_per_second),
+        "cursor": report.cursor_after or "",
+        "stash_count": dg.MetadataValue.int(report.stash_count if report.stash_count is not None else -1),
+        "local_count": dg.MetadataValue.int(local),
+        "dagster/row_count": dg.MetadataValue.int(local),
+        "dagster/column_schema": table_schema(con, spec.name),
+    }
+    if report.changed_fields:
+        metadata["changed_fields"] = dg.MetadataValue.json(report.changed_fields)
+    if report.failures:
+        metadata["failures"] = dg.MetadataValue.json(
+            [{"id": i, "reason": r} for i, r in report.failures[:20]]
+        )
+    return metadata

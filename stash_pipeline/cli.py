@@ -1,0 +1,64 @@
+"""The ``stash-pipeline`` command line (``main`` click group; other commands register on it)."""
+
+import time
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """Keep a local DuckDB mirror of a Stash server's metadata."""
+
+
+@main.command("fake-stash")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=9999, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option(
+    "--scenes", default=2000, show_default=True, type=click.IntRange(min=0), help="Scenes to generate."
+)
+@click.option(
+    "--images", default=10000, show_default=True, type=click.IntRange(min=0), help="Images to generate."
+)
+@click.option(
+    "--tz",
+    "zone",
+    default="Z",
+    show_default=True,
+    help='Server time zone: "Z", "+11:00", or with DST switches "+11:00,+10:00@2026-04-04T16:00:00Z".',
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Generator seed.")
+@click.option("--api-key", default=None, envvar="FAKE_STASH_API_KEY", help="Require this ApiKey header.")
+def fake_stash(
+    host: str, port: int, scenes: int, images: int, zone: str, seed: int, api_key: str | None
+) -> None:
+    """Serve the built-in fake Stash (GraphQL at /graphql, /healthz, /control) until Ctrl-C.
+
+    Other entity counts follow scenes and images in proportion.
+    """
+    from stash_pipeline.fakestash.app import FakeStash
+    from stash_pipeline.fakestash.generator import LibrarySize
+    from stash_pipeline.fakestash.server import serve
+
+    try:
+        fake = FakeStash.generated(
+            LibrarySize(scenes=scenes, images=images), zone=zone, seed=seed, api_key=api_key
+        )
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+    server = serve(fake, host=host, port=port)
+    counts = ", ".join(f"{n} {kind}" for kind, n in fake.store.counts().items())
+    click.echo(f"fake Stash serving {counts}")
+    click.echo(f"STASH_URL={server.url}")
+    if api_key:
+        click.echo("API key required (ApiKey header)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Shape raw GraphQL pages into Polars frames with an explicit schema, one per table.
+
+Fast path: extract columns with plain list comprehensions and let Polars cast them strictly.  If any
+value in the page is malformed, the page is shaped again row by row with lenient coercions, so that
+a bad row is either normalised (``"85"`` → 85) or reported as failed with a reason while the rest of
+the page is stored.  Duplicate ids within a page are resolved to the last occurrence.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns, precision_column
+from stash_pipeline.stash.entities import Column, EntitySpec, Relation
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%#z"
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "str": pl.String(),
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "bool": pl.Boolean(),
+    "str_list": pl.List(pl.String()),
+}
+UTC_TS = pl.Datetime("us", "UTC")
+
+
+@dataclass
+class ShapedPage:
+    """One page, ready to merge: the entity frame, one frame per link relation, and the failures."""
+
+    entities: pl.DataFrame
+    links: dict[str, pl.DataFrame]  # keyed by (relation.table, relation.field) → "table:field"
+    failures: list[tuple[int | None, str]] = field(default_factory=list)
+    duplicates: int = 0
+    max_updated_at: str | None = None
+
+    @property
+    def ids(self) -> list[int]:
+        return self.entities["id"].to_list()
+
+
+def relation_key(rel: Relation) -> str:
+    return f"{rel.table}:{rel.field}"
+
+
+def _dig(value: Any, path: Iterable[str | int]) -> Any:
+    for step in path:
+        if value is None:
+            return None
+        if isinstance(step, int):
+            value = value[step] if isinstance(value, list) and len(value) > step else None
+        else:
+            value = value.get(step) if isinstance(value, dict) else None
+    return value
+
+
+def _getter(column: Column) -> Callable[[dict], Any]:
+    if column.path is None:
+        name = column.name
+        return lambda row: row.get(name)
+    path = column.path
+    return lambda row: _dig(row, path)
+
+
+# --------------------------------------------------------------------------- lenient coercions
+def _coerce_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    if isinstance(value, str) and value.strip() == "":
+        return None
+    raise ValueError(f"not an integer: {value!r:.60}")
+
+
+def _coerce_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        return None if value.strip() == "" else float(value)
+    raise ValueError(f"not a number: {value!r:.60}")
+
+
+def _coerce_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"not a boolean: {value!r:.60}")
+
+
+def _coerce_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | bool):
+        return str(value)
+    raise ValueError(f"not a string: {value!r:.60}")
+
+
+def _coerce_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [_coerce_str(v) for v in value if v is not None]
+    raise ValueError(f"not a list: {value!r:.60}")
+
+
+def _coerce_date(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"not a date: {value!r:.60}")
+    text = value.strip()
+    if text == "":
+        return None
+    padded = {10: text, 7: text + "-01", 4: text + "-01-01"}.get(len(text))
+    if padded is None:
+        raise ValueError(f"not a date (YYYY-MM-DD, YYYY-MM or YYYY): {value!r:.60}")
+    date.fromisoformat(padded)  # raises ValueError with a clear message
+    return text
+
+
+def _coerce_timestamp(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"not a timestamp: {value!r:.60}")
+    try:
+        pl.Series([value]).str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
+    except Exception:
+        raise ValueError(f"not an RFC3339 timestamp: {value!r:.60}") from None
+    return value
+
+
+COERCE: dict[str, Callable[[Any], Any]] = {
+    "str": _coerce_str,
+    "int": _coerce_int,
+    "float": _coerce_float,
+    "bool": _coerce_bool,
+    "date": _coerce_date,
+    "timestamp": _coerce_timestamp,
+    "str_list": _coerce_list,
+}
+
+
+# --------------------------------------------------------------------------- shaping
+@dataclass
+class _Extracted:
+    """Raw values pulled out of the JSON rows, column by column, before any casting."""
+
+    ids: list[Any]
+    columns: dict[str, list[Any]]
+    refs: dict[str, list[Any]]
+    created: list[Any]
+    updated: list[Any]
+    links: dict[str, tuple[list[Any], list[Any], list[list[Any]]]]
+
+    def extend(self, other: "_Extracted") -> None:
+        self.ids += other.ids
+        for key, values in other.columns.items():
+            self.columns[key] += values
+        for key, values in other.refs.items():
+            self.refs[key] += values
+        self.created += other.created
+        self.updated += other.updated
+        for key, (owners, targets, extras) in other.links.items():
+            mine = self.links[key]
+            mine[0].extend(owners)
+            mine[1].extend(targets)
+            for i, values in enumerate(extras):
+                mine[2][i].extend(values)
+
+
+class PageShaper:
+    """Shapes pages of one entity type; built once per spec."""
+
+    def __init__(self, spec: EntitySpec) -> None:
+        self.spec = spec
+        self.getters = [(c, _getter(c)) for c in spec.columns]
+        self.table_columns = [c.name for c in entity_columns(spec)]
+        self.relations = spec.relations
+
+    def shape(self, rows: list[dict], synced_at: Any) -> ShapedPage:
+        unique = _dedupe(rows)
+        try:
+            page = self._build(self._extract(unique), synced_at)
+        except Exception:
+            page = self._shape_row_by_row(unique, synced_at)
+        page.duplicates = len(rows) - len(unique)
+        return page
+
+    def _extract(self, rows: list[dict]) -> _Extracted:
+        return _Extracted(
+            ids=[r["id"] for r in rows],
+            columns={c.name: [get(r) for r in rows] for c, get in self.getters},
+            refs={name: [_dig(r.get(gql), ("id",)) for r in rows] for name, gql, _t in self.spec.refs},
+            created=[r.get("created_at") for r in rows],
+            updated=[r.get("updated_at") for r in rows],
+            links={relation_key(rel): _extract_links(rel, rows) for rel in self.relations},
+        )
+
+    def _build(self, ex: _Extracted, synced_at: Any) -> ShapedPage:
+        data: dict[str, pl.Series] = {"id": _ids("id", ex.ids)}
+        for column, _get in self.getters:
+            data.update(_column_series(column, ex.columns[column.name]))
+        for name, values in ex.refs.items():
+            data[name] = _ids(name, values)
+        if any(v is None for v in ex.updated):
+            raise ValueError("field updated_at: missing")
+        updated = pl.Series("updated_at_text", ex.updated, dtype=pl.String, strict=True)
+        created = pl.Series("created_at", ex.created, dtype=pl.String, strict=True)
+        data["created_at"] = created.str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
+        data["updated_at"] = updated.str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True).alias(
+            "updated_at"
+        )
+        data["updated_at_text"] = updated
+        data["synced_at"] = pl.Series("synced_at", [synced_at] * len(ex.ids), dtype=UTC_TS)
+        entities = pl.DataFrame(data).select(self.table_columns)
+        links = {}
+        for rel in self.relations:
+            owners, targets, extras = ex.links[relation_key(rel)]
+            frame = {
+                rel.owner_column: _ids(rel.owner_column, owners),
+                rel.target_column: _ids(rel.target_column, targets),
+            }
+            for i, (col, _key, kind) in enumerate(rel.extra):
+                frame[col] = pl.Series(col, extras[i], dtype=POLARS_TYPES[kind], strict=True)
+            links[relation_key(rel)] = pl.DataFrame(frame).select(
+                [c.name for c in LINK_TABLES[rel.table].columns]
+            )
+        max_updated = max(ex.updated) if ex.updated else None
+        return ShapedPage(entities=entities, links=links, max_updated_at=max_updated)
+
+    def _shape_row_by_row(self, rows: list[dict], synced_at: Any) -> ShapedPage:
+        """Slow path for a page with a bad value: normalise what can be, fail the rest, keep going."""
+        good = self._extract([])
+        failures: list[tuple[int | None, str]] = []
+        for row in rows:
+            raw_id = row.get("id") if isinstance(row, dict) else None
+            try:
+                entity_id = _coerce_int(raw_id)
+                if entity_id is None:
+                    raise ValueError("missing")
+            except (ValueError, TypeError) as exc:
+                failures.append((None, f"bad id {raw_id!r:.40}: {exc}"))
+                continue
+            try:
+                ex = self._extract([row])
+                self._coerce(ex)
+                self._build(ex, synced_at)  # proves the row shapes on its own
+            except Exception as exc:
+                failures.append((entity_id, _reason(exc)))
+                continue
+            good.extend(ex)
+        page = self._build(good, synced_at)
+        page.failures = failures
+        return page
+
+    def _coerce(self, ex: _Extracted) -> None:
+        ex.ids = [str(_coerce_int(v)) for v in ex.ids]
+        for column, _get in self.getters:
+            try:
+                ex.columns[column.name] = [COERCE[column.kind](v) for v in ex.columns[column.name]]
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"field {column.name}: {exc}") from None
+        for name, values in ex.refs.items():
+            ex.refs[name] = [None if v is None else str(_coerce_int(v)) for v in values]
+        for key in ("created", "updated"):
+            try:
+                setattr(ex, key, [_coerce_timestamp(v) for v in getattr(ex, key)])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"field {key}_at: {exc}") from None
+        for key, (owners, targets, extras) in ex.links.items():
+            ex.links[key] = (
+                [str(_coerce_int(v)) for v in owners],
+                [str(_coerce_int(v)) for v in targets],
+                extras,
+            )
+
+
+def _dedupe(rows: list[dict]) -> list[dict]:
+    """Resolve duplicate ids within a page: the last occurrence wins."""
+    by_id: dict[Any, dict] = {}
+    for row in rows:
+        key = row.get("id") if isinstance(row, dict) else id(row)
+        by_id.pop(key, None)
+        by_id[key] = row
+    return list(by_id.values())
+
+
+def _extract_links(rel: Relation, rows: list[dict]) -> tuple[list[Any], list[Any], list[list[Any]]]:
+    owners: list[Any] = []
+    targets: list[Any] = []
+    extras: list[list[Any]] = [[] for _ in rel.extra]
+    path = rel.target_path
+    for row in rows:
+        elements = row.get(rel.field) or ()
+        if not isinstance(elements, list | tuple):
+            raise ValueError(f"relation {rel.field}: not a list")
+        owner = row["id"]
+        seen: set[Any] = set()
+        for element in elements:
+            target = _dig(element, path)
+            if target is None:
+                raise ValueError(f"relation {rel.field}: element without id")
+            if target in seen:
+                continue
+            seen.add(target)
+            owners.append(owner)
+            targets.append(target)
+            for i, (_col, key, _kind) in enumerate(rel.extra):
+                extras[i].append(element.get(key))
+    return owners, targets, extras
+
+
+def _ids(name: str, values: list[Any]) -> pl.Series:
+    """Stash ids arrive as JSON strings ("123"); the mirror stores BIGINT."""
+    return pl.Series(name, values, dtype=pl.String, strict=True).cast(pl.Int64, strict=True)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _null_if_empty(series: pl.Series) -> pl.Series:
+    return pl.select(pl.when(series == "").then(None).otherwise(series)).to_series().alias(series.name)
+
+
+def _column_series(column: Column, values: list[Any]) -> dict[str, pl.Series]:
+    name = column.name
+    kind = column.kind
+    if kind == "str":
+        return {name: _null_if_empty(pl.Series(name, values, dtype=pl.String, strict=True))}
+    if kind == "date":
+        text = _null_if_empty(pl.Series(name, values, dtype=pl.String, strict=True))
+        length = text.str.len_chars()
+        padded = pl.select(
+            pl.when(length == 4).then(text + "-01-01").when(length == 7).then(text + "-01").otherwise(text)
+        ).to_series()
+        parsed = padded.str.to_date("%Y-%m-%d", strict=True)
+        if (parsed.is_null() & text.is_not_null()).any():
+            raise ValueError(f"field {name}: bad date")
+        precision = pl.select(
+            pl.when(text.is_null())
+            .then(None)
+            .when(length == 4)
+            .then(pl.lit("year"))
+            .when(length == 7)
+            .then(pl.lit("month"))
+            .otherwise(pl.lit("day"))
+        ).to_series()
+        return {
+            name: parsed.alias(name),
+            precision_column(column): precision.alias(precision_column(column)),
+        }
+    if kind == "timestamp":
+        text = _null_if_empty(pl.Series(name, values, dtype=pl.String, strict=True))
+        return {name: text.str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True).alias(name)}
+    if kind == "str_list":
+        return {
+            name: pl.Series(
+                name, [v if v is not None else [] for v in values], dtype=pl.List(pl.String), strict=True
+            )
+        }
+    return {name: pl.Series(name, values, dtype=POLARS_TYPES[kind], strict=True)}

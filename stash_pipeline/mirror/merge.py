@@ -1,0 +1,269 @@
+"""Merge shaped pages into DuckDB, one transaction per page, with change detection.
+
+A page's transaction holds the entity upsert, the replacement of that page's link rows, its
+``sync_log`` rows and the resume position, so a killed run loses at most the page in flight and a
+rerun resumes where the last commit left off (DESIGN.md §2 rule 3).
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from stash_pipeline.mirror.frames import ShapedPage, relation_key
+from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
+from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec, Relation
+
+
+@dataclass
+class PageOutcome:
+    created: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    unchanged: int = 0
+    failed: list[tuple[int | None, str]] = field(default_factory=list)
+    changed_relations: dict[str, set[int]] = field(default_factory=dict)  # relation field → owner ids
+
+
+@dataclass(frozen=True)
+class LogContext:
+    """Who is writing: stamped on every sync_log row."""
+
+    run_id: str
+    sync_type: str
+    now: datetime
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+class EntityMerger:
+    """Pre-built SQL for one entity type."""
+
+    def __init__(self, spec: EntitySpec) -> None:
+        self.spec = spec
+        self.columns = entity_columns(spec)
+        compared = [c.name for c in self.columns if c.compared and c.name != "id"]
+        checks = ", ".join(
+            f"CASE WHEN n.{_q(c)} IS DISTINCT FROM e.{_q(c)} THEN '{c}' END" for c in compared
+        )
+        rel_checks = []
+        rel_joins = []
+        for i, rel in enumerate(spec.relations):
+            agg = _link_agg(rel)
+            rel_joins.append(
+                f"LEFT JOIN (SELECT {rel.owner_column} AS oid, {agg} AS l FROM page_link_{i} "
+                f"GROUP BY 1) nl{i} ON nl{i}.oid = n.id "
+                f"LEFT JOIN (SELECT {rel.owner_column} AS oid, {agg} AS l FROM {rel.table} "
+                f"WHERE {rel.owner_column} IN (SELECT id FROM page_entities) GROUP BY 1) ol{i} "
+                f"ON ol{i}.oid = n.id"
+            )
+            rel_checks.append(
+                f"CASE WHEN e.id IS NOT NULL AND coalesce(nl{i}.l, []) IS DISTINCT FROM "
+                f"coalesce(ol{i}.l, []) THEN '{rel.field}' END"
+            )
+        all_checks = ", ".join([checks, *rel_checks])
+        self.classify_sql = (
+            f"SELECT n.id, e.id IS NULL AS is_new, "
+            f"[x FOR x IN [{all_checks}] IF x IS NOT NULL] AS changed, n.updated_at_text "
+            f"FROM page_entities n LEFT JOIN {spec.name} e ON e.id = n.id "
+            + " ".join(rel_joins)
+        )
+        self.column_list = ", ".join(_q(c.name) for c in self.columns)
+        # Tables this type's relations write, with the owner columns each one is replaced by.
+        by_table: dict[str, list[tuple[int, Relation]]] = defaultdict(list)
+        for i, rel in enumerate(spec.relations):
+            by_table[rel.table].append((i, rel))
+        self.link_tables = dict(by_table)
+
+    def merge(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        page: ShapedPage,
+        log: LogContext,
+        *,
+        force_write: bool = False,
+    ) -> PageOutcome:
+        """Apply one shaped page inside the caller's transaction."""
+        outcome = PageOutcome(failed=list(page.failures))
+        con.register("page_entities", page.entities)
+        for i, rel in enumerate(self.spec.relations):
+            con.register(f"page_link_{i}", page.links[relation_key(rel)])
+        try:
+            rows = con.execute(self.classify_sql).fetchall()
+            write_ids: list[int] = []
+            log_rows: list[tuple] = []
+            for entity_id, is_new, changed, updated_text in rows:
+                if is_new:
+                    outcome.created.append(entity_id)
+                    log_rows.append((entity_id, "created", None, None, updated_text))
+                elif changed:
+                    outcome.updated.append(entity_id)
+                    log_rows.append((entity_id, "updated", changed, None, updated_text))
+                    for name in changed:
+                        outcome.changed_relations.setdefault(name, set()).add(entity_id)
+                else:
+                    outcome.unchanged += 1
+                    if not force_write:
+                        continue
+                write_ids.append(entity_id)
+            if write_ids:
+                self._write(con, write_ids)
+            for entity_id, reason in page.failures:
+                log_rows.append((entity_id if entity_id is not None else -1, "failed", None, reason, None))
+            write_log(con, self.spec.name, log, log_rows)
+        finally:
+            con.unregister("page_entities")
+            for i in range(len(self.spec.relations)):
+                con.unregister(f"page_link_{i}")
+        return outcome
+
+    def _write(self, con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
+        con.register("write_ids", pl.DataFrame({"id": ids}, schema={"id": pl.Int64}))
+        try:
+            con.execute(
+                f"INSERT OR REPLACE INTO {self.spec.name} ({self.column_list}) "
+                f"SELECT {self.column_list} FROM page_entities WHERE id IN (SELECT id FROM write_ids)"
+            )
+            for table, rels in self.link_tables.items():
+                for _i, rel in rels:
+                    con.execute(
+                        f"DELETE FROM {table} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)"
+                    )
+                cols = ", ".join(c.name for c in LINK_TABLES[table].columns)
+                union = " UNION ".join(
+                    f"SELECT {cols} FROM page_link_{i} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)"
+                    for i, rel in rels
+                )
+                con.execute(f"INSERT INTO {table} ({cols}) {union}")
+        finally:
+            con.unregister("write_ids")
+
+
+def _link_agg(rel: Relation) -> str:
+    """A sorted list that is equal for equal link sets (extras included)."""
+    if rel.extra:
+        fields = ", ".join([f"'t': {rel.target_column}"] + [f"'{c}': {c}" for c, _k, _t in rel.extra])
+        return f"list_sort(list({{{fields}}}))"
+    return f"list_sort(list({rel.target_column}))"
+
+
+def write_log(
+    con: duckdb.DuckDBPyConnection,
+    entity_type: str,
+    log: LogContext,
+    rows: Sequence[tuple[int, str, list[str] | None, str | None, str | None]],
+) -> None:
+    """Append sync_log rows: (entity_id, action, changed_fields, error, updated_at_text)."""
+    if not rows:
+        return
+    frame = pl.DataFrame(
+        {
+            "run_id": [log.run_id] * len(rows),
+            "entity_type": [entity_type] * len(rows),
+            "entity_id": [r[0] for r in rows],
+            "action": [r[1] for r in rows],
+            "sync_type": [log.sync_type] * len(rows),
+            "changed_fields": [r[2] for r in rows],
+            "error": [r[3] for r in rows],
+            "updated_at_text": [r[4] for r in rows],
+            "logged_at": [log.now] * len(rows),
+        },
+        schema={
+            "run_id": pl.String,
+            "entity_type": pl.String,
+            "entity_id": pl.Int64,
+            "action": pl.String,
+            "sync_type": pl.String,
+            "changed_fields": pl.List(pl.String),
+            "error": pl.String,
+            "updated_at_text": pl.String,
+            "logged_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    con.register("log_rows", frame)
+    try:
+        con.execute("INSERT INTO sync_log SELECT * FROM log_rows")
+    finally:
+        con.unregister("log_rows")
+
+
+# --------------------------------------------------------------------------- deletes and referrers
+@dataclass(frozen=True)
+class Reference:
+    """A place in the mirror that points at entities of some type."""
+
+    owner_type: str  # the entity type whose rows hold the reference
+    table: str
+    owner_column: str
+    target_column: str
+
+
+def references_to(entity_type: str) -> list[Reference]:
+    """Every column in the mirror that references ``entity_type`` (links and single refs)."""
+    refs: list[Reference] = []
+    for spec in ENTITY_SPECS:
+        for column, _gql, target in spec.refs:
+            if target == entity_type:
+                refs.append(Reference(spec.name, spec.name, "id", column))
+        for rel in spec.relations:
+            if rel.target_type == entity_type and not rel.reverse:
+                refs.append(Reference(spec.name, rel.table, rel.owner_column, rel.target_column))
+    return refs
+
+
+def find_referrers(con: duckdb.DuckDBPyConnection, entity_type: str, ids: Iterable[int]) -> dict[str, set[int]]:
+    """Local entities (by type) that reference any of ``ids`` of ``entity_type``."""
+    frame = pl.DataFrame({"id": list(ids)}, schema={"id": pl.Int64})
+    found: dict[str, set[int]] = defaultdict(set)
+    con.register("vanished_ids", frame)
+    try:
+        for ref in references_to(entity_type):
+            rows = con.execute(
+                f"SELECT DISTINCT {ref.owner_column} FROM {ref.table} "
+                f"WHERE {ref.target_column} IN (SELECT id FROM vanished_ids)"
+            ).fetchall()
+            found[ref.owner_type].update(r[0] for r in rows)
+    finally:
+        con.unregister("vanished_ids")
+    return dict(found)
+
+
+def delete_entities(
+    con: duckdb.DuckDBPyConnection, spec: EntitySpec, ids: Sequence[int], log: LogContext
+) -> int:
+    """Delete entities with Stash's FK semantics (link rows cascade, references SET NULL).
+
+    Runs inside the caller's transaction; returns the number of entity rows deleted.
+    """
+    if not ids:
+        return 0
+    frame = pl.DataFrame({"id": list(ids)}, schema={"id": pl.Int64})
+    con.register("doomed_ids", frame)
+    try:
+        existing = [
+            r[0]
+            for r in con.execute(
+                f"SELECT id FROM {spec.name} WHERE id IN (SELECT id FROM doomed_ids) ORDER BY id"
+            ).fetchall()
+        ]
+        con.execute(f"DELETE FROM {spec.name} WHERE id IN (SELECT id FROM doomed_ids)")
+        for rel in spec.relations:
+            con.execute(f"DELETE FROM {rel.table} WHERE {rel.owner_column} IN (SELECT id FROM doomed_ids)")
+        for ref in references_to(spec.name):
+            if ref.table == ref.owner_type:  # a single reference column: SET NULL
+                con.execute(
+                    f"UPDATE {ref.table} SET {ref.target_column} = NULL "
+                    f"WHERE {ref.target_column} IN (SELECT id FROM doomed_ids)"
+                )
+            else:
+                con.execute(
+                    f"DELETE FROM {ref.table} WHERE {ref.target_column} IN (SELECT id FROM doomed_ids)"
+                )
+        write_log(con, spec.name, log, [(i, "deleted", None, None, None) for i in existing])
+    finally:
+        con.unregister("doomed_ids")
+    return len(existing)

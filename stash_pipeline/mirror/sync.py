@@ -1,0 +1,473 @@
+"""The generic sync of one entity type: fetch → shape → merge, then deletions and repairs.
+
+One code path serves every type and every mode; the entity spec says what differs.
+
+Modes
+- ``full``: every entity (no filter), then a verified id sweep deletes what Stash no longer has
+  (mark and sweep: nothing is deleted unless the sweep is complete and passes the guards).
+- ``window``: the entities whose ``updated_at`` falls in a partition window (date-only text bounds).
+- ``incremental``: from the stored cursor minus the overlap window (or an explicit ``since``).
+- ``specific``: the given ids (targeted resync); ids Stash no longer has are deleted locally.
+
+Deletes and merges bump nothing in Stash, so after the upserts a count mismatch triggers an id
+sweep; entities that referenced a vanished id are re-fetched (tag/performer merges), and a bumped
+gallery has its image membership refreshed (``addGalleryImages`` bumps only the gallery).
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.frames import PageShaper
+from stash_pipeline.mirror.merge import EntityMerger, LogContext, PageOutcome, delete_entities, find_referrers
+from stash_pipeline.mirror.schema import ensure_schema
+from stash_pipeline.mirror.state import finish_run_row, read_state, start_run_row, update_state
+from stash_pipeline.mirror.windows import TextWindow, max_text, overlap_bound, since_criterion
+from stash_pipeline.stash.entities import SPECS_BY_NAME, EntitySpec
+
+log = logging.getLogger("stash_pipeline.sync")
+
+SYNC_TYPES = ("full", "incremental", "window", "specific")
+
+
+class SyncAborted(RuntimeError):
+    """A guard refused to apply a suspicious answer; nothing was deleted."""
+
+
+class SyncCancelled(RuntimeError):
+    """The run was asked to stop; every committed page is kept and the next run resumes."""
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    page_size: int = 1000
+    overlap_seconds: float = 3600
+    max_delete_fraction: float = 0.05
+    delete_guard_min_rows: int = 10  # below this many deletes the fraction guard does not apply
+    allow_mass_delete: bool = False
+    prefetch: int = 2
+
+
+@dataclass
+class SyncRequest:
+    entity_type: str
+    mode: str
+    run_id: str
+    window: TextWindow = field(default_factory=lambda: TextWindow(None, None))
+    since: str | None = None
+    ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    entity_type: str
+    sync_type: str
+    run_id: str
+    window: str = ""
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    repaired: int = 0
+    duplicates: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    stash_count: int | None = None
+    local_count: int | None = None
+    skipped: bool = False
+    status: str = "success"
+    error: str | None = None
+    failures: list[tuple[int | None, str]] = field(default_factory=list)
+    changed_fields: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return round(self.fetched / self.seconds, 1) if self.seconds > 0 else 0.0
+
+    def add(self, outcome: PageOutcome) -> None:
+        self.created += len(outcome.created)
+        self.updated += len(outcome.updated)
+        self.unchanged += outcome.unchanged
+        self.failed += len(outcome.failed)
+        self.failures.extend(outcome.failed[: max(0, 50 - len(self.failures))])
+        for name, owners in outcome.changed_relations.items():
+            self.changed_fields[name] = self.changed_fields.get(name, 0) + len(owners)
+
+
+ProgressFn = Callable[[SyncReport, int | None], None]
+
+
+def prefetched(pages: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Fetch the next pages on a background thread while the caller merges the current one."""
+    if depth <= 0:
+        yield from pages
+        return
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                buffer.put(("page", page))
+            buffer.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(("error", exc))
+
+    thread = threading.Thread(target=worker, name="stash-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+class EntitySync:
+    """Syncs one entity type between a Stash client and an open DuckDB connection."""
+
+    def __init__(
+        self,
+        spec: EntitySpec,
+        client: Any,
+        con: duckdb.DuckDBPyConnection,
+        options: SyncOptions | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.client = client
+        self.con = con
+        self.options = options or SyncOptions()
+        self.shaper = PageShaper(spec)
+        self.merger = EntityMerger(spec)
+        self.progress = progress
+        self.should_stop = should_stop or (lambda: False)
+        ensure_schema(con)
+
+    # ------------------------------------------------------------------ entry point
+    def run(self, request: SyncRequest) -> SyncReport:
+        started = time.perf_counter()
+        state = read_state(self.con, self.spec.name)
+        mode = request.mode
+        if mode not in SYNC_TYPES:
+            raise ValueError(f"unknown sync type {mode!r}; expected one of {SYNC_TYPES}")
+        if mode == "incremental" and not (request.since or state.cursor):
+            mode = "full"  # nothing synced yet: an incremental run has no cursor to start from
+        if mode == "window" and request.window.is_open:
+            mode = "full"
+        report = SyncReport(self.spec.name, mode, request.run_id, cursor_before=state.cursor)
+        criterion = self._criterion(mode, request, state.cursor)
+        report.window = _describe(mode, request, criterion)
+        now = datetime.now(UTC)
+        with self._txn():
+            start_run_row(
+                self.con,
+                run_id=request.run_id,
+                entity_type=self.spec.name,
+                sync_type=mode,
+                started_at=now,
+                window=(request.window.lower, request.window.upper) if mode == "window" else (None, None),
+                cursor_before=state.cursor,
+            )
+        logctx = LogContext(request.run_id, mode, now)
+        try:
+            if mode == "specific":
+                self._sync_ids(request.ids, report, logctx)
+            else:
+                self._sync_filtered(mode, criterion, state, report, logctx)
+            report.status = "partial" if report.failed else "success"
+        except BaseException as exc:
+            report.status = "cancelled" if isinstance(exc, SyncCancelled) else "failed"
+            report.error = str(exc)[:1000]
+            report.seconds = time.perf_counter() - started
+            self._finish(report, state, final=False)
+            raise
+        report.seconds = time.perf_counter() - started
+        self._finish(report, state, final=True)
+        return report
+
+    # ------------------------------------------------------------------ filtered modes
+    def _criterion(self, mode: str, request: SyncRequest, cursor: str | None) -> dict | None:
+        if mode == "window":
+            return request.window.criterion()
+        if mode == "incremental":
+            bound = request.since or overlap_bound(cursor or "", self.options.overlap_seconds)
+            return since_criterion(bound)
+        return None
+
+    def _filter(self, criterion: dict | None) -> dict | None:
+        return {"updated_at": criterion} if criterion else None
+
+    def _sync_filtered(
+        self, mode: str, criterion: dict | None, state: Any, report: SyncReport, logctx: LogContext
+    ) -> None:
+        type_filter = self._filter(criterion)
+        counts = self.client.count_many({self.spec.name: type_filter})
+        changed_count = counts[self.spec.name]
+        report.stash_count = counts.get(f"{self.spec.name}_total", changed_count)
+        local_before = self._local_count()
+        if mode == "incremental" and changed_count == 0 and local_before == report.stash_count:
+            report.skipped = True
+            report.local_count = local_before
+            return
+        resume_key = f"{mode}|{criterion}"
+        after_id = None
+        if self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:
+            after_id = state.resume_after_id
+            log.info("%s: resuming %s sync after id %s", self.spec.name, mode, after_id)
+        pending_cursor = state.resume_cursor if after_id else None
+        touched_galleries: set[int] = set()
+        pages = self.client.iter_pages(self.spec, type_filter, page_size=self.options.page_size, after_id=after_id)
+        for page in prefetched(iter(pages), self.options.prefetch):
+            if self.should_stop():
+                raise SyncCancelled(f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes")
+            shaped = self.shaper.shape(page.items, logctx.now)
+            with self._txn():
+                outcome = self.merger.merge(self.con, shaped, logctx)
+                pending_cursor = max_text(pending_cursor, shaped.max_updated_at)
+                last_id = max((int(i["id"]) for i in page.items if _is_int(i.get("id"))), default=after_id)
+                update_state(
+                    self.con, self.spec.name, resume_key=resume_key, resume_after_id=last_id,
+                    resume_cursor=pending_cursor,
+                )
+            report.pages += 1
+            report.fetched += len(page.items)
+            report.duplicates += shaped.duplicates
+            report.add(outcome)
+            if self.spec.name == "galleries":
+                touched_galleries.update(outcome.created)
+                touched_galleries.update(outcome.updated)
+            if self.progress:
+                self.progress(report, changed_count)
+        report.cursor_after = max_text(state.cursor, pending_cursor) if mode in ("full", "incremental") else state.cursor
+        if touched_galleries and mode != "full":
+            self._refresh_gallery_membership(sorted(touched_galleries), logctx)
+        self._reconcile_deletes(mode, report, logctx)
+
+    # ------------------------------------------------------------------ specific ids
+    def _sync_ids(self, ids: Iterable[int], report: SyncReport, logctx: LogContext) -> None:
+        wanted = sorted(set(ids))
+        found, missing = self.client.fetch_by_ids(self.spec, wanted)
+        report.fetched = len(found)
+        if found:
+            shaped = self.shaper.shape(found, logctx.now)
+            with self._txn():
+                outcome = self.merger.merge(self.con, shaped, logctx)
+            report.add(outcome)
+            report.pages = 1
+            if self.spec.name == "galleries":
+                self._refresh_gallery_membership(sorted(outcome.created + outcome.updated + list(shaped.ids)), logctx)
+        if missing:
+            report.deleted += self._delete_and_repair(sorted(missing), report, logctx)
+        report.stash_count = None
+
+    # ------------------------------------------------------------------ deletions
+    def _reconcile_deletes(self, mode: str, report: SyncReport, logctx: LogContext) -> None:
+        local = self._local_count()
+        if mode != "full":
+            total = self.client.count(self.spec, None)
+            report.stash_count = total
+            if local == total:
+                report.local_count = local
+                return
+        swept = self.client.sweep_ids(self.spec)
+        report.stash_count = len(swept)
+        vanished = self._local_ids_not_in(swept)
+        if vanished:
+            self._guard_deletes(len(vanished), local)
+            report.deleted += self._delete_and_repair(vanished, report, logctx)
+        report.local_count = self._local_count()
+
+    def _guard_deletes(self, n_deletes: int, local: int) -> None:
+        opts = self.options
+        if opts.allow_mass_delete or n_deletes <= opts.delete_guard_min_rows:
+            return
+        if local and n_deletes / local > opts.max_delete_fraction:
+            raise SyncAborted(
+                f"{self.spec.name}: refusing to delete {n_deletes} of {local} local rows "
+                f"({n_deletes / local:.1%} > the {opts.max_delete_fraction:.0%} limit). Nothing was deleted. "
+                "If Stash really lost them, rerun with allow_mass_delete (CLI: --allow-mass-delete)."
+            )
+
+    def _delete_and_repair(self, vanished: list[int], report: SyncReport, logctx: LogContext) -> int:
+        referrers = find_referrers(self.con, self.spec.name, vanished)
+        with self._txn():
+            deleted = delete_entities(self.con, self.spec, vanished, logctx)
+        log.info("%s: deleted %d vanished ids; re-fetching their referrers", self.spec.name, deleted)
+        for owner_type, owner_ids in referrers.items():
+            owner_ids.difference_update(vanished if owner_type == self.spec.name else ())
+            if owner_ids:
+                report.repaired += self._refetch(SPECS_BY_NAME[owner_type], sorted(owner_ids), logctx)
+        if not self.spec.keyset:
+            # Merges rename without bumping (tagsMerge adds aliases to the destination silently):
+            # the small types are cheap to re-read whole.
+            report.repaired += self._refetch_all(logctx)
+        return deleted
+
+    def _refetch(self, spec: EntitySpec, ids: list[int], logctx: LogContext) -> int:
+        found, missing = self.client.fetch_by_ids(spec, ids)
+        merger = self.merger if spec is self.spec else EntityMerger(spec)
+        shaper = self.shaper if spec is self.spec else PageShaper(spec)
+        changed = 0
+        with self._txn():
+            if found:
+                outcome = merger.merge(self.con, shaper.shape(found, logctx.now), logctx)
+                changed = len(outcome.updated) + len(outcome.created)
+            if missing:
+                delete_entities(self.con, spec, sorted(missing), logctx)
+        return changed
+
+    def _refetch_all(self, logctx: LogContext) -> int:
+        changed = 0
+        for page in self.client.iter_pages(self.spec, None, page_size=self.options.page_size):
+            with self._txn():
+                outcome = self.merger.merge(self.con, self.shaper.shape(page.items, logctx.now), logctx)
+            changed += len(outcome.updated) + len(outcome.created)
+        return changed
+
+    # ------------------------------------------------------------------ gallery membership
+    def _refresh_gallery_membership(self, gallery_ids: list[int], logctx: LogContext) -> None:
+        """Re-read which images belong to these galleries (membership edits bump only the gallery)."""
+        for start in range(0, len(gallery_ids), 200):
+            chunk = gallery_ids[start : start + 200]
+            pairs = self.client.gallery_image_pairs(chunk)
+            import polars as pl
+
+            frame = pl.DataFrame(
+                {"image_id": [p[0] for p in pairs], "gallery_id": [p[1] for p in pairs]},
+                schema={"image_id": pl.Int64, "gallery_id": pl.Int64},
+            )
+            chunk_frame = pl.DataFrame({"id": chunk}, schema={"id": pl.Int64})
+            with self._txn():
+                self.con.register("membership", frame)
+                self.con.register("membership_galleries", chunk_frame)
+                try:
+                    self.con.execute(
+                        "DELETE FROM image_galleries WHERE gallery_id IN (SELECT id FROM membership_galleries)"
+                    )
+                    self.con.execute("INSERT INTO image_galleries SELECT DISTINCT image_id, gallery_id FROM membership")
+                finally:
+                    self.con.unregister("membership")
+                    self.con.unregister("membership_galleries")
+
+    # ------------------------------------------------------------------ helpers
+    def _local_count(self) -> int:
+        return fetch_scalar(self.con, f"SELECT count(*) FROM {self.spec.name}")
+
+    def _local_ids_not_in(self, ids: list[int]) -> list[int]:
+        import polars as pl
+
+        frame = pl.DataFrame({"id": ids}, schema={"id": pl.Int64})
+        self.con.register("swept_ids", frame)
+        try:
+            rows = self.con.execute(
+                f"SELECT id FROM {self.spec.name} WHERE id NOT IN (SELECT id FROM swept_ids) ORDER BY id"
+            ).fetchall()
+        finally:
+            self.con.unregister("swept_ids")
+        return [r[0] for r in rows]
+
+    def _txn(self) -> "_Transaction":
+        return _Transaction(self.con)
+
+    def _finish(self, report: SyncReport, state: Any, *, final: bool) -> None:
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {
+            "last_run_id": report.run_id,
+            "last_status": report.status,
+            "last_error": report.error,
+        }
+        if final and not report.skipped:
+            values["local_count"] = report.local_count if report.local_count is not None else self._local_count()
+            values["stash_count"] = report.stash_count
+            values["resume_key"] = None
+            values["resume_after_id"] = None
+            values["resume_cursor"] = None
+            if report.sync_type in ("full", "incremental"):
+                values["cursor"] = report.cursor_after
+        if final and report.sync_type == "full":
+            values["last_full_sync_at"] = now
+        if final and report.sync_type == "incremental":
+            values["last_incremental_sync_at"] = now
+        if report.skipped:
+            report.cursor_after = report.cursor_before
+        with self._txn():
+            update_state(self.con, self.spec.name, **values)
+            finish_run_row(
+                self.con,
+                report.run_id,
+                self.spec.name,
+                status="skipped" if report.skipped else report.status,
+                finished_at=now,
+                fetched=report.fetched,
+                created=report.created,
+                updated=report.updated,
+                unchanged=report.unchanged,
+                deleted=report.deleted,
+                failed=report.failed,
+                repaired=report.repaired,
+                pages=report.pages,
+                stash_count=report.stash_count,
+                local_count=report.local_count,
+                cursor_after=report.cursor_after,
+                error=report.error,
+            )
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.begin()
+        return self.con
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.con.commit()
+        else:
+            self.con.rollback()
+
+
+def _is_int(value: Any) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _describe(mode: str, request: SyncRequest, criterion: dict | None) -> str:
+    if mode == "specific":
+        return f"ids {request.ids[:10]}{'…' if len(request.ids) > 10 else ''}"
+    if mode == "window":
+        return request.window.describe()
+    if criterion is None:
+        return "all"
+    return f"updated_at ≥ {criterion['value']}"

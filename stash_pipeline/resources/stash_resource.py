@@ -1,0 +1,56 @@
+"""Resources: the Stash API (URL and key from the environment) and the DuckDB mirror.
+
+The API key is resolved from the environment at run time (``EnvVar``), so the run config shown in
+the UI names the variable, never the key (DESIGN.md §2 rule 8).
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from stash_pipeline.settings import Settings
+from stash_pipeline.stash.client import StashClient
+
+
+class StashResource(dg.ConfigurableResource):
+    """Where Stash is and how patiently to talk to it."""
+
+    url: str = Field(description="Stash base URL; the client posts to <url>/graphql.")
+    api_key: str | None = Field(default=None, description="Stash API key (from STASH_API_KEY).")
+    timeout: float = 30.0
+    retries: int = 5
+    page_size: int = 1000
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[StashClient]:
+        with StashClient(
+            self.url, api_key=self.api_key or None, timeout=self.timeout, retries=self.retries,
+            page_size=self.page_size,
+        ) as client:
+            yield client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "StashResource":
+        return cls(
+            url=dg.EnvVar("STASH_URL") if _env_set("STASH_URL") else settings.stash_url,
+            api_key=dg.EnvVar("STASH_API_KEY") if _env_set("STASH_API_KEY") else None,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            page_size=settings.page_size,
+        )
+
+
+def _env_set(name: str) -> bool:
+    import os
+
+    return bool(os.environ.get(name, "").strip())
+
+
+def mirror_database_resource(settings: Settings) -> DuckDBResource:
+    from pathlib import Path
+
+    Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
+    return DuckDBResource(database=settings.db_path)

@@ -1,0 +1,131 @@
+"""Settings from the environment (and an optional ``.env`` file in the working directory).
+
+One frozen object read once, so every component sees the same values; the environment wins over
+``.env`` so a deployment can override a checked-in file.  The API key is never shown: ``repr`` and
+``str`` print ``'***'`` in its place (DESIGN §2 rule 8).
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+DEFAULT_STASH_URL = "http://127.0.0.1:9999"
+DEFAULT_DB_PATH = "data/stash.duckdb"
+
+
+def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Parse a simple ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, optional ``export`` and
+    matching quotes.  No interpolation: keeping it simple keeps it predictable."""
+    values: dict[str, str] = {}
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        elif " #" in value:  # trailing comment on an unquoted value
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable by environment; defaults suit a local Stash on port 9999."""
+
+    stash_url: str = DEFAULT_STASH_URL
+    api_key: str | None = None
+    db_path: str = DEFAULT_DB_PATH
+    page_size: int = 1000
+    timeout: float = 30.0
+    retries: int = 5
+    overlap_seconds: int = 3600
+    partition_start: date = date(2019, 1, 1)
+    max_delete_fraction: float = 0.05
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.api_key else "None"
+        return (
+            f"Settings(stash_url={self.stash_url!r}, api_key={key}, db_path={self.db_path!r}, "
+            f"page_size={self.page_size}, timeout={self.timeout}, retries={self.retries}, "
+            f"overlap_seconds={self.overlap_seconds}, "
+            f"partition_start={self.partition_start.isoformat()!r}, "
+            f"max_delete_fraction={self.max_delete_fraction})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = ".env",
+    ) -> "Settings":
+        """Read settings from ``environ`` (default ``os.environ``) over ``env_file`` if it exists.
+
+        Raises ``ValueError`` naming the variable when a value cannot be parsed.
+        """
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(parse_env_file(env_file))
+        values.update(os.environ if environ is None else environ)
+
+        def get(name: str) -> str | None:
+            value = values.get(name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        def number(name: str, default: float, kind: type, low: float, high: float | None = None):
+            text = get(name)
+            if text is None:
+                return default
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+            if value < low or (high is not None and value > high):
+                bound = f"between {low} and {high}" if high is not None else f">= {low}"
+                raise ValueError(f"{name}={text!r} must be {bound}")
+            return value
+
+        start_text = get("STASH_PARTITION_START")
+        try:
+            start = date.fromisoformat(start_text) if start_text else cls.partition_start
+        except ValueError:
+            raise ValueError(f"STASH_PARTITION_START={start_text!r} is not a YYYY-MM-DD date") from None
+
+        url = (get("STASH_URL") or DEFAULT_STASH_URL).rstrip("/")
+        # The key belongs in STASH_API_KEY: a key in the URL would leak into error messages.
+        if "apikey=" in url.lower():
+            raise ValueError("STASH_URL must not carry the API key; set STASH_API_KEY instead")
+
+        return cls(
+            stash_url=url,
+            api_key=get("STASH_API_KEY"),
+            db_path=get("STASH_PIPELINE_DB") or DEFAULT_DB_PATH,
+            page_size=number("STASH_PAGE_SIZE", cls.page_size, int, 1),
+            timeout=number("STASH_TIMEOUT", cls.timeout, float, 0.001),
+            retries=number("STASH_RETRIES", cls.retries, int, 0),
+            overlap_seconds=number("STASH_OVERLAP_SECONDS", cls.overlap_seconds, int, 0),
+            partition_start=start,
+            max_delete_fraction=number("STASH_MAX_DELETE_FRACTION", cls.max_delete_fraction, float, 0, 1),
+        )
+
+
+__all__ = ["DEFAULT_DB_PATH", "DEFAULT_STASH_URL", "Settings", "load_env_file", "parse_env_file"]
+
+
+def load_env_file(path: str | os.PathLike[str] = ".env") -> None:
+    """Copy a ``.env`` file's values into ``os.environ`` where not already set (the CLI and the
+    code location both call it, so resources reading ``EnvVar`` see the same values)."""
+    if Path(path).is_file():
+        for key, value in parse_env_file(path).items():
+            os.environ.setdefault(key, value)

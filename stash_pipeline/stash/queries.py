@@ -1,0 +1,215 @@
+"""Every GraphQL document the client sends, built from the entity specs (``entities.py``).
+
+Rules baked in here (STASH_API §2, DESIGN §2 rule 1):
+- every find query carries a ``filter`` with ``per_page`` *and* ``sort: "id"``: without ``per_page``
+  Stash returns 25 rows, and without ``sort`` scenes/images/galleries have no ORDER BY at all;
+- paged queries also say ``direction: ASC`` and ``page``; count probes use ``per_page: 0``;
+- entity filters travel as variables of the spec's filter type, so callers can pass any criterion
+  and the client can AND the keyset ``id`` criterion into it;
+- ``count`` is selected only where it is used: for scenes and images selecting it costs a count query.
+
+Documents are cached (``functools.cache``): the same string for the same arguments, so building one
+is free after the first time.  ``all_documents()`` yields every document the client can send, for the
+validation test against the real schema.
+"""
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
+
+from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec
+
+SORT = 'sort: "id"'
+HEALTH_OPERATION = "Health"
+STATS_OPERATION = "Stats"
+COUNT_MANY_OPERATION = "CountMany"
+IMAGES_OF_GALLERY_OPERATION = "ImagesOfGallery"
+
+_OPERATION_RE = re.compile(r"^\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
+
+
+def operation_name(document: str) -> str | None:
+    """The name of a document's (first) operation, for logs and error messages."""
+    match = _OPERATION_RE.match(document)
+    return match.group(1) if match else None
+
+
+def _title(spec: EntitySpec) -> str:
+    return spec.name[:1].upper() + spec.name[1:]
+
+
+def _paged_filter() -> str:
+    return f"filter: {{page: $page, per_page: $per_page, {SORT}, direction: ASC}}"
+
+
+@cache
+def page_query(spec: EntitySpec, with_count: bool = True) -> str:
+    """One page of full entities: ``$filter`` (the spec's filter type), ``$page``, ``$per_page``."""
+    count = "count " if with_count else ""
+    suffix = "Page" if with_count else "PageNoCount"
+    return (
+        f"query {_title(spec)}{suffix}($filter: {spec.filter_type}, $page: Int!, $per_page: Int!) {{ "
+        f"{spec.query}({spec.filter_arg}: $filter, {_paged_filter()}) {{ "
+        f"{count}{spec.result_key} {{ {spec.selection} }} }} }}"
+    )
+
+
+@cache
+def ids_query(spec: EntitySpec, with_count: bool = True) -> str:
+    """One page of ids only (the sweep): ``$filter``, ``$page``, ``$per_page`` (-1 means all)."""
+    count = "count " if with_count else ""
+    suffix = "Ids" if with_count else "IdsNoCount"
+    return (
+        f"query {_title(spec)}{suffix}($filter: {spec.filter_type}, $page: Int!, $per_page: Int!) {{ "
+        f"{spec.query}({spec.filter_arg}: $filter, {_paged_filter()}) {{ "
+        f"{count}{spec.result_key} {{ id }} }} }}"
+    )
+
+
+@cache
+def count_query(spec: EntitySpec) -> str:
+    """Count only (``per_page: 0``: Stash computes count and returns no rows)."""
+    return (
+        f"query {_title(spec)}Count($filter: {spec.filter_type}) {{ "
+        f"{spec.query}({spec.filter_arg}: $filter, filter: {{per_page: 0, {SORT}}}) {{ count }} }}"
+    )
+
+
+@cache
+def tail_probe_query(spec: EntitySpec) -> str:
+    """Two counts in one read transaction: all rows matching ``$filter`` and those matching
+    ``$tail`` (the same filter AND ``id > last``).  Used to verify the end of a keyset read."""
+    probe = f"filter: {{per_page: 0, {SORT}}}"
+    return (
+        f"query {_title(spec)}TailProbe($filter: {spec.filter_type}, $tail: {spec.filter_type}) {{ "
+        f"total: {spec.query}({spec.filter_arg}: $filter, {probe}) {{ count }} "
+        f"tail: {spec.query}({spec.filter_arg}: $tail, {probe}) {{ count }} }}"
+    )
+
+
+@cache
+def by_ids_query(spec: EntitySpec) -> str:
+    """Full entities by id (``ids: [ID!]``).  Stash ignores filter and paging when ``ids`` is set,
+    but we still send ``per_page``/``sort`` so no document of ours ever lacks them."""
+    return (
+        f"query {_title(spec)}ByIds($ids: [ID!]) {{ "
+        f"{spec.query}(ids: $ids, filter: {{per_page: -1, {SORT}}}) {{ "
+        f"{spec.result_key} {{ {spec.selection} }} }} }}"
+    )
+
+
+def count_aliases(name: str) -> tuple[str, str]:
+    """The aliases of one type in the ``count_many`` document: (filtered, total)."""
+    return f"{name}_changed", f"{name}_total"
+
+
+def count_variable(name: str) -> str:
+    """The variable carrying one type's filter in the ``count_many`` document."""
+    return f"{name}_f"
+
+
+def _canonical(names: Iterable[str]) -> tuple[str, ...]:
+    wanted = set(names)
+    unknown = wanted - set(SPECS_BY_NAME)
+    if unknown:
+        raise KeyError(f"unknown entity types {sorted(unknown)}; expected some of {list(SPECS_BY_NAME)}")
+    return tuple(s.name for s in ENTITY_SPECS if s.name in wanted)
+
+
+def count_many_query(filtered: Sequence[str], totals: Sequence[str]) -> str:
+    """One document counting several types at once (aliases; one request, one read transaction).
+
+    ``filtered`` types get ``<name>_changed`` (their filter in ``$<name>_f``); ``totals`` types get
+    ``<name>_total`` (no filter).  Argument order does not matter: the document is canonical.
+    """
+    return _count_many_query(_canonical(filtered), _canonical(totals))
+
+
+@cache
+def _count_many_query(filtered: tuple[str, ...], totals: tuple[str, ...]) -> str:
+    probe = f"filter: {{per_page: 0, {SORT}}}"
+    params: list[str] = []
+    fields: list[str] = []
+    for spec in ENTITY_SPECS:
+        changed, total = count_aliases(spec.name)
+        if spec.name in filtered:
+            var = count_variable(spec.name)
+            params.append(f"${var}: {spec.filter_type}")
+            fields.append(f"{changed}: {spec.query}({spec.filter_arg}: ${var}, {probe}) {{ count }}")
+        if spec.name in totals:
+            fields.append(f"{total}: {spec.query}({probe}) {{ count }}")
+    if not fields:
+        raise ValueError("count_many needs at least one entity type")
+    head = f"query {COUNT_MANY_OPERATION}({', '.join(params)})" if params else f"query {COUNT_MANY_OPERATION}"
+    return f"{head} {{ {' '.join(fields)} }}"
+
+
+IMAGES_OF_GALLERY = (
+    f"query {IMAGES_OF_GALLERY_OPERATION}($gallery_id: ID!) {{ "
+    "findImages(image_filter: {galleries: {value: [$gallery_id], modifier: INCLUDES}}, "
+    f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ count images {{ id }} }} }}"
+)
+"""Member image ids of one gallery, all in one request (one consistent snapshot).  Gallery has no
+images list field; image membership is read from the image side (STASH_API §5)."""
+
+HEALTH = (
+    f"query {HEALTH_OPERATION} {{ version {{ version hash build_time }} "
+    "systemStatus { status databaseSchema appSchema } }"
+)
+"""Version and schema status; never ``latestversion`` (it calls GitHub)."""
+
+STATS = (
+    f"query {STATS_OPERATION} {{ stats {{ scene_count image_count gallery_count performer_count "
+    "studio_count group_count tag_count } }"
+)
+"""Cheap global counts of the seven types."""
+
+STATS_KEYS: dict[str, str] = {
+    "scenes": "scene_count",
+    "images": "image_count",
+    "galleries": "gallery_count",
+    "performers": "performer_count",
+    "studios": "studio_count",
+    "groups": "group_count",
+    "tags": "tag_count",
+}
+
+
+def all_documents() -> Iterator[str]:
+    """Every document the client can send (``count_many``: every shape class it can take: all
+    seven filtered and totalled, totals only, and each type alone, both ways)."""
+    for spec in ENTITY_SPECS:
+        yield page_query(spec, True)
+        yield page_query(spec, False)
+        yield ids_query(spec, True)
+        yield ids_query(spec, False)
+        yield count_query(spec)
+        yield tail_probe_query(spec)
+        yield by_ids_query(spec)
+    names = [s.name for s in ENTITY_SPECS]
+    yield count_many_query(names, names)
+    yield count_many_query([], names)
+    for name in names:
+        yield count_many_query([name], [name])
+        yield count_many_query([name], [])
+    yield IMAGES_OF_GALLERY
+    yield HEALTH
+    yield STATS
+
+
+__all__ = [
+    "HEALTH",
+    "IMAGES_OF_GALLERY",
+    "STATS",
+    "STATS_KEYS",
+    "all_documents",
+    "by_ids_query",
+    "count_aliases",
+    "count_many_query",
+    "count_query",
+    "count_variable",
+    "ids_query",
+    "operation_name",
+    "page_query",
+    "tail_probe_query",
+]
