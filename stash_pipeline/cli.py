@@ -4,6 +4,8 @@ import time
 
 import click
 
+from stash_pipeline.cli_sync import register as register_sync_commands
+
 
 @click.group()
 def main() -> None:
@@ -58,6 +60,9 @@ def fake_stash(
         click.echo("stopping")
     finally:
         server.close()
+
+
+register_sync_commands(main)
 
 
 if __name__ == "__main__":

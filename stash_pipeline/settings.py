@@ -38,6 +38,20 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return values
 
 
+def load_env_file(path: str | os.PathLike[str] = ".env") -> list[str]:
+    """Copy a ``.env`` file's values into ``os.environ`` where not already set (the environment
+    wins), so code that reads variables directly (Dagster's ``EnvVar``) sees them too.  Returns the
+    names it set; a missing file sets nothing."""
+    if not Path(path).is_file():
+        return []
+    added = []
+    for key, value in parse_env_file(path).items():
+        if key not in os.environ:
+            os.environ[key] = value
+            added.append(key)
+    return added
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable by environment; defaults suit a local Stash on port 9999."""
@@ -121,11 +135,3 @@ class Settings:
 
 
 __all__ = ["DEFAULT_DB_PATH", "DEFAULT_STASH_URL", "Settings", "load_env_file", "parse_env_file"]
-
-
-def load_env_file(path: str | os.PathLike[str] = ".env") -> None:
-    """Copy a ``.env`` file's values into ``os.environ`` where not already set (the CLI and the
-    code location both call it, so resources reading ``EnvVar`` see the same values)."""
-    if Path(path).is_file():
-        for key, value in parse_env_file(path).items():
-            os.environ.setdefault(key, value)

@@ -11,21 +11,72 @@ import duckdb
 
 # table → (truth key, {mirror column: truth key or callable})
 SCALARS: dict[str, list[str]] = {
-    "studios": ["name", "aliases", "urls", "details", "rating100", "favorite", "ignore_auto_tag", "image_path"],
+    "studios": [
+        "name",
+        "aliases",
+        "urls",
+        "details",
+        "rating100",
+        "favorite",
+        "ignore_auto_tag",
+        "image_path",
+    ],
     "tags": ["name", "sort_name", "description", "aliases", "favorite", "ignore_auto_tag", "image_path"],
     "performers": [
-        "name", "disambiguation", "gender", "birthdate", "death_date", "ethnicity", "country", "eye_color",
-        "hair_color", "height_cm", "weight", "measurements", "fake_tits", "penis_length", "circumcised",
-        "career_length", "tattoos", "piercings", "alias_list", "urls", "favorite", "ignore_auto_tag",
-        "rating100", "details", "image_path",
+        "name",
+        "disambiguation",
+        "gender",
+        "birthdate",
+        "death_date",
+        "ethnicity",
+        "country",
+        "eye_color",
+        "hair_color",
+        "height_cm",
+        "weight",
+        "measurements",
+        "fake_tits",
+        "penis_length",
+        "circumcised",
+        "career_length",
+        "tattoos",
+        "piercings",
+        "alias_list",
+        "urls",
+        "favorite",
+        "ignore_auto_tag",
+        "rating100",
+        "details",
+        "image_path",
     ],
     "groups": ["name", "aliases", "duration", "date", "rating100", "director", "synopsis", "urls"],
     "galleries": ["title", "code", "date", "details", "photographer", "urls", "rating100", "organized"],
     "scenes": [
-        "title", "code", "details", "director", "date", "urls", "rating100", "organized", "o_counter",
-        "play_count", "play_duration", "resume_time", "last_played_at",
+        "title",
+        "code",
+        "details",
+        "director",
+        "date",
+        "urls",
+        "rating100",
+        "organized",
+        "o_counter",
+        "play_count",
+        "play_duration",
+        "resume_time",
+        "last_played_at",
     ],
-    "images": ["title", "code", "date", "details", "photographer", "urls", "rating100", "organized", "o_counter"],
+    "images": [
+        "title",
+        "code",
+        "date",
+        "details",
+        "photographer",
+        "urls",
+        "rating100",
+        "organized",
+        "o_counter",
+    ],
 }
 DATE_FIELDS = {"date", "birthdate", "death_date"}
 LIST_FIELDS = {"aliases", "urls", "alias_list"}
@@ -148,9 +199,11 @@ def mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, limit: in
     for table in SCALARS:
         expected = expected_entity_rows(truth, table)
         columns = list(next(iter(expected.values())).keys()) if expected else []
-        actual = actual_entity_rows(con, table, columns) if columns else {
-            r[0]: {} for r in con.execute(f"SELECT id FROM {table}").fetchall()
-        }
+        actual = (
+            actual_entity_rows(con, table, columns)
+            if columns
+            else {r[0]: {} for r in con.execute(f"SELECT id FROM {table}").fetchall()}
+        )
         count = con.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone()
         if count[0] != count[1]:
             problems.append(f"{table}: duplicate ids ({count[0]} rows, {count[1]} distinct)")

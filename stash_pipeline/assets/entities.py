@@ -32,11 +32,13 @@ class SyncConfig(dg.Config):
         "full, incremental (from the stored cursor minus the overlap), or specific (the given ids).",
     )
     since: str | None = Field(
-        default=None, description="Incremental lower bound (a Stash timestamp or date), instead of the cursor."
+        default=None,
+        description="Incremental lower bound (a Stash timestamp or date), instead of the cursor.",
     )
     ids: list[int] = Field(default_factory=list, description="Ids to resync, with mode=specific.")
     allow_mass_delete: bool = Field(
-        default=False, description="Apply deletes above the safety fraction (after a real mass delete in Stash)."
+        default=False,
+        description="Apply deletes above the safety fraction (after a real mass delete in Stash).",
     )
 
 
@@ -49,7 +51,9 @@ def sync_options(settings: Settings, config: SyncConfig) -> SyncOptions:
     )
 
 
-def build_entity_asset(spec: EntitySpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_entity_asset(
+    spec: EntitySpec, partitions: dg.TimeWindowPartitionsDefinition, settings: Settings
+) -> dg.AssetsDefinition:
     upstream = sorted(
         {target for _c, _g, target in spec.refs} | {r.target_type for r in spec.relations},
         key=lambda name: next(s.order for s in ENTITY_SPECS if s.name == name),
@@ -75,11 +79,10 @@ def build_entity_asset(spec: EntitySpec, partitions: dg.PartitionsDefinition) ->
         stash: StashResource,
         mirror: DuckDBResource,
     ) -> dg.MaterializeResult:
-        settings = Settings.from_env()
         request = _request(context, spec, config, partitions)
         context.log.info(f"{spec.name}: {request.mode} sync, window {request.window.describe()}")
 
-        def progress(report, expected):  # noqa: ANN001 - a small closure
+        def progress(report, expected):
             if expected:
                 pct = 100.0 * report.fetched / expected if expected else 100.0
                 context.log.info(
@@ -129,4 +132,4 @@ def _request(
 def build_entity_assets(settings: Settings | None = None) -> list[dg.AssetsDefinition]:
     settings = settings or Settings.from_env()
     partitions = monthly_partitions(settings.partition_start)
-    return [build_entity_asset(spec, partitions) for spec in ENTITY_SPECS]
+    return [build_entity_asset(spec, partitions, settings) for spec in ENTITY_SPECS]

@@ -1,7 +1,7 @@
 """Materialization metadata for a sync: the numbers the UI plots and the history explains."""
 
-import duckdb
 import dagster as dg
+import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.sync import SyncReport

@@ -25,7 +25,7 @@ class FakeStash:
         self.mutations = Mutations(self.store, self.clock)
         self.faults = FaultPlan()
         self.request_count = 0
-        self._scheduled: list[tuple[int, Callable[["FakeStash"], Any]]] = []
+        self._scheduled: list[tuple[int, Callable[[FakeStash], Any]]] = []
         self._counter_lock = threading.Lock()
 
     @classmethod

@@ -24,6 +24,7 @@ import itertools
 import random
 import re
 import sys
+import threading
 import traceback
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -1137,6 +1138,7 @@ class Executor:
         self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
         self._plans: OrderedDict[tuple[str, str | None, bytes], Plan] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()  # the LRUs are used by several handler threads
         self._index_version = -1
         self._indexes: dict[str, Any] = {}
         self._matches: OrderedDict[tuple[str, bytes, int], list[int]] = OrderedDict()
@@ -1149,10 +1151,11 @@ class Executor:
     # ------------------------------------------------------------------ caches
     def document(self, query: str) -> DocumentNode:
         """Parse and validate once per query text (LRU)."""
-        doc = self._documents.get(query)
-        if doc is not None:
-            self._documents.move_to_end(query)
-            return doc
+        with self._cache_lock:
+            doc = self._documents.get(query)
+            if doc is not None:
+                self._documents.move_to_end(query)
+                return doc
         try:
             doc = parse(query)
         except GraphQLSyntaxError as err:
@@ -1160,9 +1163,10 @@ class Executor:
         errors = validate(self.schema, doc)
         if errors:
             raise RequestError(_error_dicts(errors, "GRAPHQL_VALIDATION_FAILED"))
-        self._documents[query] = doc
-        if len(self._documents) > self._cache_size:
-            self._documents.popitem(last=False)
+        with self._cache_lock:
+            self._documents[query] = doc
+            if len(self._documents) > self._cache_size:
+                self._documents.popitem(last=False)
         return doc
 
     def plan(self, query: str, operation_name: str | None, variables: dict[str, Any]) -> Plan:
@@ -1171,14 +1175,16 @@ class Executor:
         if "@" in query:  # @skip/@include may depend on variables: key the plan on them
             directive_key = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS, default=str)
         key = (query, operation_name, directive_key)
-        plan = self._plans.get(key)
-        if plan is not None:
-            self._plans.move_to_end(key)
-            return plan
+        with self._cache_lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
         plan = compile_plan(self.schema, doc, operation_name, variables)
-        self._plans[key] = plan
-        if len(self._plans) > self._cache_size:
-            self._plans.popitem(last=False)
+        with self._cache_lock:
+            self._plans[key] = plan
+            if len(self._plans) > self._cache_size:
+                self._plans.popitem(last=False)
         return plan
 
     def index(self, name: str) -> Any:
@@ -1546,6 +1552,12 @@ class Executor:
 
         cached = self.cached_matches(kind, cf)
         count_without_scan = cached is not None or (cf.sole_ts is not None and cf.id_crit is None)
+        if limit == 0 and not need_all and count_without_scan:  # count-only probe: no row scan
+            if cached is not None:
+                total = sum(b - a for a, b in self.id_range(cached, cf.id_crit))
+            else:
+                total = self.ts_count(kind, cf.sole_ts)  # type: ignore[arg-type]
+            return [], total, ()
         if (
             sort == "id"
             and cached is None

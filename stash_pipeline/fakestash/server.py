@@ -320,7 +320,7 @@ class FakeStashServer:
         self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},
             name=f"fakestash:{self.port}",
             daemon=True,
         )

@@ -181,9 +181,7 @@ class Store:
         self.touch()
 
     @staticmethod
-    def _index_links(
-        index: dict[int, set[int]], member: int, old: Iterable[int], new: Iterable[int]
-    ) -> None:
+    def _index_links(index: dict[int, set[int]], member: int, old: Iterable[int], new: Iterable[int]) -> None:
         for gid in old:
             members = index.get(gid)
             if members is not None:

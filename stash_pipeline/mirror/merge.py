@@ -47,9 +47,7 @@ class EntityMerger:
         self.spec = spec
         self.columns = entity_columns(spec)
         compared = [c.name for c in self.columns if c.compared and c.name != "id"]
-        checks = ", ".join(
-            f"CASE WHEN n.{_q(c)} IS DISTINCT FROM e.{_q(c)} THEN '{c}' END" for c in compared
-        )
+        checks = ", ".join(f"CASE WHEN n.{_q(c)} IS DISTINCT FROM e.{_q(c)} THEN '{c}' END" for c in compared)
         rel_checks = []
         rel_joins = []
         for i, rel in enumerate(spec.relations):
@@ -69,8 +67,7 @@ class EntityMerger:
         self.classify_sql = (
             f"SELECT n.id, e.id IS NULL AS is_new, "
             f"[x FOR x IN [{all_checks}] IF x IS NOT NULL] AS changed, n.updated_at_text "
-            f"FROM page_entities n LEFT JOIN {spec.name} e ON e.id = n.id "
-            + " ".join(rel_joins)
+            f"FROM page_entities n LEFT JOIN {spec.name} e ON e.id = n.id " + " ".join(rel_joins)
         )
         self.column_list = ", ".join(_q(c.name) for c in self.columns)
         # Tables this type's relations write, with the owner columns each one is replaced by.
@@ -130,9 +127,7 @@ class EntityMerger:
             )
             for table, rels in self.link_tables.items():
                 for _i, rel in rels:
-                    con.execute(
-                        f"DELETE FROM {table} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)"
-                    )
+                    con.execute(f"DELETE FROM {table} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)")
                 cols = ", ".join(c.name for c in LINK_TABLES[table].columns)
                 union = " UNION ".join(
                     f"SELECT {cols} FROM page_link_{i} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)"
@@ -215,7 +210,9 @@ def references_to(entity_type: str) -> list[Reference]:
     return refs
 
 
-def find_referrers(con: duckdb.DuckDBPyConnection, entity_type: str, ids: Iterable[int]) -> dict[str, set[int]]:
+def find_referrers(
+    con: duckdb.DuckDBPyConnection, entity_type: str, ids: Iterable[int]
+) -> dict[str, set[int]]:
     """Local entities (by type) that reference any of ``ids`` of ``entity_type``."""
     frame = pl.DataFrame({"id": list(ids)}, schema={"id": pl.Int64})
     found: dict[str, set[int]] = defaultdict(set)

@@ -29,7 +29,9 @@ STATE_COLUMNS = [f.name for f in fields(SyncState)]
 
 
 def read_state(con: duckdb.DuckDBPyConnection, entity_type: str) -> SyncState:
-    row = fetch_row(con, f"SELECT {', '.join(STATE_COLUMNS)} FROM sync_state WHERE entity_type = ?", [entity_type])
+    row = fetch_row(
+        con, f"SELECT {', '.join(STATE_COLUMNS)} FROM sync_state WHERE entity_type = ?", [entity_type]
+    )
     return SyncState(*row) if row else SyncState(entity_type)
 
 

@@ -231,11 +231,19 @@ class EntitySync:
         counts = self.client.count_many({self.spec.name: type_filter})
         changed_count = counts[self.spec.name]
         report.stash_count = counts.get(f"{self.spec.name}_total", changed_count)
-        local_before = self._local_count()
-        if mode == "incremental" and changed_count == 0 and local_before == report.stash_count:
+        if mode == "incremental" and self._nothing_changed(
+            criterion, changed_count, report.stash_count, state
+        ):
             report.skipped = True
-            report.local_count = local_before
+            report.local_count = report.stash_count
             return
+        # A paged read is no snapshot: a row edited after its page was read would be missed.
+        # Note the newest updated_at now; after the pages, re-read whatever changed since.
+        catch_up_from = (
+            self.client.latest_updated_at(self.spec)
+            if mode in ("full", "incremental") and changed_count > self.options.page_size
+            else None
+        )
         resume_key = f"{mode}|{criterion}"
         after_id = None
         if self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:
@@ -243,32 +251,85 @@ class EntitySync:
             log.info("%s: resuming %s sync after id %s", self.spec.name, mode, after_id)
         pending_cursor = state.resume_cursor if after_id else None
         touched_galleries: set[int] = set()
-        pages = self.client.iter_pages(self.spec, type_filter, page_size=self.options.page_size, after_id=after_id)
-        for page in prefetched(iter(pages), self.options.prefetch):
-            if self.should_stop():
-                raise SyncCancelled(f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes")
-            shaped = self.shaper.shape(page.items, logctx.now)
-            with self._txn():
-                outcome = self.merger.merge(self.con, shaped, logctx)
-                pending_cursor = max_text(pending_cursor, shaped.max_updated_at)
-                last_id = max((int(i["id"]) for i in page.items if _is_int(i.get("id"))), default=after_id)
-                update_state(
-                    self.con, self.spec.name, resume_key=resume_key, resume_after_id=last_id,
-                    resume_cursor=pending_cursor,
+        resume = {"after_id": after_id} if after_id else {}
+        pages = self.client.iter_pages(self.spec, type_filter, page_size=self.options.page_size, **resume)
+        passes = [pages]
+        while passes:
+            for page in prefetched(iter(passes.pop()), self.options.prefetch):
+                if self.should_stop():
+                    raise SyncCancelled(
+                        f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes"
+                    )
+                shaped = self.shaper.shape(page.items, logctx.now)
+                with self._txn():
+                    outcome = self.merger.merge(self.con, shaped, logctx)
+                    pending_cursor = max_text(pending_cursor, shaped.max_updated_at)
+                    last_id = max(
+                        (int(i["id"]) for i in page.items if _is_int(i.get("id"))), default=after_id
+                    )
+                    update_state(
+                        self.con,
+                        self.spec.name,
+                        resume_key=resume_key,
+                        resume_after_id=last_id,
+                        resume_cursor=pending_cursor,
+                    )
+                report.pages += 1
+                report.fetched += len(page.items)
+                report.duplicates += shaped.duplicates
+                report.add(outcome)
+                if self.spec.name == "galleries":
+                    touched_galleries.update(outcome.created)
+                    touched_galleries.update(outcome.updated)
+                if self.progress:
+                    self.progress(report, changed_count)
+            if catch_up_from is not None:
+                log.info(
+                    "%s: re-reading rows updated since %s (changed during the read)",
+                    self.spec.name,
+                    catch_up_from,
                 )
-            report.pages += 1
-            report.fetched += len(page.items)
-            report.duplicates += shaped.duplicates
-            report.add(outcome)
-            if self.spec.name == "galleries":
-                touched_galleries.update(outcome.created)
-                touched_galleries.update(outcome.updated)
-            if self.progress:
-                self.progress(report, changed_count)
-        report.cursor_after = max_text(state.cursor, pending_cursor) if mode in ("full", "incremental") else state.cursor
+                passes.append(
+                    self.client.iter_pages(
+                        self.spec,
+                        self._filter(since_criterion(catch_up_from)),
+                        page_size=self.options.page_size,
+                    )
+                )
+                catch_up_from = None
+        report.cursor_after = (
+            max_text(state.cursor, pending_cursor) if mode in ("full", "incremental") else state.cursor
+        )
         if touched_galleries and mode != "full":
             self._refresh_gallery_membership(sorted(touched_galleries), logctx)
         self._reconcile_deletes(mode, report, logctx)
+
+    def _nothing_changed(self, criterion: dict | None, window_count: int, total: int, state: Any) -> bool:
+        """True when the incremental window holds exactly what the mirror already has.
+
+        The window re-reads an overlap before the cursor, so it is rarely empty; instead: no row is
+        newer than the cursor, the window holds as many rows in Stash as in the mirror (a DST
+        fall-back writes later edits with text *below* the cursor; they would change this count
+        only if new, so the third test catches re-edited ones), and the totals agree.
+        """
+        if criterion is None or total != self._local_count() or not state.cursor:
+            return False
+        bound = criterion["value"]
+        local_window = fetch_scalar(
+            self.con, f"SELECT count(*) FROM {self.spec.name} WHERE updated_at_text >= ?", [bound]
+        )
+        if window_count != local_window:
+            return False
+        newer = self.client.count(
+            self.spec, {"updated_at": {"modifier": "GREATER_THAN", "value": state.cursor}}
+        )
+        if newer:
+            return False
+        # Same number of rows in the window: any that changed there carries a new string.
+        local_max = fetch_scalar(
+            self.con, f"SELECT max(updated_at_text) FROM {self.spec.name} WHERE updated_at_text >= ?", [bound]
+        )
+        return local_max is None or local_max <= state.cursor
 
     # ------------------------------------------------------------------ specific ids
     def _sync_ids(self, ids: Iterable[int], report: SyncReport, logctx: LogContext) -> None:
@@ -282,7 +343,9 @@ class EntitySync:
             report.add(outcome)
             report.pages = 1
             if self.spec.name == "galleries":
-                self._refresh_gallery_membership(sorted(outcome.created + outcome.updated + list(shaped.ids)), logctx)
+                self._refresh_gallery_membership(
+                    sorted(outcome.created + outcome.updated + list(shaped.ids)), logctx
+                )
         if missing:
             report.deleted += self._delete_and_repair(sorted(missing), report, logctx)
         report.stash_count = None
@@ -371,7 +434,9 @@ class EntitySync:
                     self.con.execute(
                         "DELETE FROM image_galleries WHERE gallery_id IN (SELECT id FROM membership_galleries)"
                     )
-                    self.con.execute("INSERT INTO image_galleries SELECT DISTINCT image_id, gallery_id FROM membership")
+                    self.con.execute(
+                        "INSERT INTO image_galleries SELECT DISTINCT image_id, gallery_id FROM membership"
+                    )
                 finally:
                     self.con.unregister("membership")
                     self.con.unregister("membership_galleries")
@@ -404,7 +469,9 @@ class EntitySync:
             "last_error": report.error,
         }
         if final and not report.skipped:
-            values["local_count"] = report.local_count if report.local_count is not None else self._local_count()
+            values["local_count"] = (
+                report.local_count if report.local_count is not None else self._local_count()
+            )
             values["stash_count"] = report.stash_count
             values["resume_key"] = None
             values["resume_after_id"] = None

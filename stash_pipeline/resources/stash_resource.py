@@ -27,7 +27,10 @@ class StashResource(dg.ConfigurableResource):
     @contextlib.contextmanager
     def client(self) -> Iterator[StashClient]:
         with StashClient(
-            self.url, api_key=self.api_key or None, timeout=self.timeout, retries=self.retries,
+            self.url,
+            api_key=self.api_key or None,
+            timeout=self.timeout,
+            retries=self.retries,
             page_size=self.page_size,
         ) as client:
             yield client

@@ -28,6 +28,7 @@ import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from stash_pipeline.settings import Settings
 from stash_pipeline.stash import queries
 from stash_pipeline.stash.entities import EntitySpec, spec_for
 from stash_pipeline.stash.errors import (
@@ -115,6 +116,15 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _json_default(value: Any) -> Any:
+    """Variables may hold any Mapping or a set/tuple; orjson only knows dicts and lists."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot send a {type(value).__name__} as a GraphQL variable")
+
+
 def _and_id(filter: Filter, modifier: str, value: int) -> dict[str, Any]:
     """The caller's filter AND an ``id`` criterion (criteria on one level are ANDed; if the filter
     already has its own ``id`` criterion, nest it under ``AND`` instead of overwriting it)."""
@@ -182,7 +192,7 @@ class StashClient:
         self.requests_sent = 0  # HTTP requests attempted (retries included): run metadata, tests
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> "StashClient":
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "StashClient":
         """Build a client from ``stash_pipeline.settings.Settings`` (keyword overrides win)."""
         kwargs: dict[str, Any] = {
             "url": settings.stash_url,
@@ -324,7 +334,7 @@ class StashClient:
             payload["variables"] = variables
         if op:
             payload["operationName"] = op
-        body = orjson.dumps(payload)
+        body = orjson.dumps(payload, default=_json_default)
         return self._with_retries(lambda: self._graphql_attempt(body, op), op or "query")
 
     def healthz(self) -> None:
@@ -442,6 +452,21 @@ class StashClient:
             out[f"{name}_total"] = total
         return out
 
+    def latest_updated_at(self, spec: EntitySpec) -> str | None:
+        """The newest ``updated_at`` string of a type, verbatim (``None`` when it has no rows).
+
+        Noted before a long paged read, it bounds a catch-up pass for rows edited behind the read.
+        """
+        document = queries.latest_updated_at_query(spec)
+        data = self.execute(document)
+        items = self._items(self._result(data, spec.query, document), spec, document)
+        if not items:
+            return None
+        value = items[0].get("updated_at")
+        if not isinstance(value, str):
+            raise StashProtocolError(f"{document.split('{')[0].strip()}: updated_at is not a string")
+        return value
+
     def _tail_probe(self, spec: EntitySpec, filter: Filter, last_id: int) -> tuple[int, int]:
         """(rows matching ``filter``, those of them with id > ``last_id``), one read transaction."""
         document = queries.tail_probe_query(spec)
@@ -452,7 +477,11 @@ class StashClient:
 
     # ------------------------------------------------------------------ paged reads
     def iter_pages(
-        self, spec: EntitySpec, filter: Filter = None, page_size: int | None = None
+        self,
+        spec: EntitySpec,
+        filter: Filter = None,
+        page_size: int | None = None,
+        after_id: int | None = None,
     ) -> Iterator[Page]:
         """Every entity matching ``filter``, in pages of ``page_size``, each entity exactly once.
 
@@ -469,19 +498,33 @@ class StashClient:
         final page.  If that sweep is itself inconsistent, ``StashConsistencyError``.
 
         An empty first page while its count is > 0 raises ``StashConsistencyError`` either way.
+
+        ``after_id`` (keyset types only) resumes an interrupted read: only ids above it are read,
+        and the first page's count covers only those.
         """
         size = page_size or self.page_size
         if size < 1:
             raise ValueError("page_size must be >= 1")
+        if after_id is not None and not spec.keyset:
+            raise ValueError(f"{spec.name} has no id criterion in Stash: a read cannot resume after an id")
         if spec.keyset:
-            pages = self._keyset_read(spec, filter, size, ids_only=False, recover=True)
+            pages = self._keyset_read(
+                spec, filter, size, ids_only=False, recover=True, after_id=after_id or 0
+            )
             for number, (items, count) in enumerate(pages, start=1):
                 yield Page(items, number, count)
         else:
             yield from self._offset_pages(spec, filter, size)
 
     def _keyset_read(
-        self, spec: EntitySpec, filter: Filter, size: int, *, ids_only: bool, recover: bool
+        self,
+        spec: EntitySpec,
+        filter: Filter,
+        size: int,
+        *,
+        ids_only: bool,
+        recover: bool,
+        after_id: int = 0,
     ) -> Iterator[tuple[list[JSON], int | None]]:
         """Keyset paging with a verified end.  Yields (items, count of the first page or None).
 
@@ -502,10 +545,12 @@ class StashClient:
         row skipped); that needs a skip *and* a delete in the same read, and the next sweep sees it.
         """
         op = f"{spec.name} keyset read"
+        # What this read covers: the filter, above ``after_id`` when resuming.
+        scope = _and_id(filter, "GREATER_THAN", after_id) if after_id else filter
         first_doc = (queries.ids_query if ids_only else queries.page_query)(spec, True)
         next_doc = (queries.ids_query if ids_only else queries.page_query)(spec, False)
         read = array("q")  # ids read, ascending by construction (8 bytes each)
-        last = 0
+        last = after_id
         first = True
         empty_streak = 0
         while True:
@@ -536,13 +581,12 @@ class StashClient:
                 last = previous
             else:
                 empty_streak += 1
-            if len(items) >= size:
-                first = False
-                continue
             if first and len(items) == count:
-                return  # one request, one read transaction: exact
+                return  # one request, one read transaction: everything, exactly
             first = False
-            total, tail = self._tail_probe(spec, filter, last)
+            if len(items) >= size:
+                continue
+            total, tail = self._tail_probe(spec, scope, last)
             if tail > 0:
                 if empty_streak >= 2:
                     raise StashConsistencyError(
@@ -558,7 +602,7 @@ class StashClient:
                     last,
                     len(read),
                 )
-                extra = self._unread_ids(spec, filter, last, read)
+                extra = self._unread_ids(spec, scope, last, read)
                 if extra:
                     if recover:
                         entities, _missing = self.fetch_by_ids(spec, extra)
@@ -683,6 +727,39 @@ class StashClient:
                 missing.extend(sorted(set(pending) - set(got)))
                 break
         return found, sorted(missing)
+
+    def gallery_image_pairs(self, gallery_ids: Iterable[int]) -> list[tuple[int, int]]:
+        """(image_id, gallery_id) for every image in the given galleries, one request per chunk of
+        galleries (a consistent snapshot, verified against its count).  Membership edits bump only
+        the gallery (STASH_API §6), so a changed gallery's members must be re-read this way."""
+        wanted = list(dict.fromkeys(int(g) for g in gallery_ids))
+        document = queries.IMAGES_OF_GALLERIES
+        pairs: list[tuple[int, int]] = []
+        for chunk in _chunks(wanted, self.ids_chunk_size):
+            data = self.execute(document, {"gallery_ids": [str(g) for g in chunk]})
+            result = self._result(data, "findImages", document)
+            count = self._int(result.get("count"), "findImages.count")
+            items = result.get("images")
+            if not isinstance(items, list):
+                raise StashProtocolError("ImagesOfGalleries: images is not a list")
+            members = set(chunk)
+            image_ids: set[int] = set()
+            for item in items:
+                image_id = self._id(item, document)
+                image_ids.add(image_id)
+                galleries = item.get("galleries")
+                if not isinstance(galleries, list):
+                    raise StashProtocolError(f"ImagesOfGalleries: image {image_id} has no galleries list")
+                for gallery in galleries:
+                    gallery_id = self._id(gallery, document)
+                    if gallery_id in members:
+                        pairs.append((image_id, gallery_id))
+            if len(image_ids) != len(items) or len(image_ids) != count:
+                raise StashConsistencyError(
+                    f"images of {len(chunk)} galleries: {len(items)} images ({len(image_ids)} unique) "
+                    f"but count {count}"
+                )
+        return sorted(set(pairs))
 
     def image_ids_of_gallery(self, gallery_id: int) -> list[int]:
         """Ids of the images in a gallery (sorted), in one request (a consistent snapshot),

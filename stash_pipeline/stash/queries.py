@@ -2,7 +2,8 @@
 
 Rules baked in here (STASH_API §2, DESIGN §2 rule 1):
 - every find query carries a ``filter`` with ``per_page`` *and* ``sort: "id"``: without ``per_page``
-  Stash returns 25 rows, and without ``sort`` scenes/images/galleries have no ORDER BY at all;
+  Stash returns 25 rows, and without ``sort`` scenes/images/galleries have no ORDER BY at all (the
+  one exception, ``latest_updated_at_query``, reads a single value sorted by ``updated_at``);
 - paged queries also say ``direction: ASC`` and ``page``; count probes use ``per_page: 0``;
 - entity filters travel as variables of the spec's filter type, so callers can pass any criterion
   and the client can AND the keyset ``id`` criterion into it;
@@ -24,6 +25,7 @@ HEALTH_OPERATION = "Health"
 STATS_OPERATION = "Stats"
 COUNT_MANY_OPERATION = "CountMany"
 IMAGES_OF_GALLERY_OPERATION = "ImagesOfGallery"
+IMAGES_OF_GALLERIES_OPERATION = "ImagesOfGalleries"
 
 _OPERATION_RE = re.compile(r"^\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
@@ -84,6 +86,21 @@ def tail_probe_query(spec: EntitySpec) -> str:
         f"query {_title(spec)}TailProbe($filter: {spec.filter_type}, $tail: {spec.filter_type}) {{ "
         f"total: {spec.query}({spec.filter_arg}: $filter, {probe}) {{ count }} "
         f"tail: {spec.query}({spec.filter_arg}: $tail, {probe}) {{ count }} }}"
+    )
+
+
+@cache
+def latest_updated_at_query(spec: EntitySpec) -> str:
+    """The newest ``updated_at`` of a type: one row sorted by ``updated_at`` DESC.
+
+    The one document not sorted by id, on purpose: it reads a single value, not a page, so the
+    unstable tie order of ``updated_at`` (STASH_API §2) cannot matter.  Stash sorts the stored TEXT,
+    so this is the largest string, the same order the incremental cursor uses.
+    """
+    return (
+        f"query {_title(spec)}LatestUpdatedAt {{ "
+        f'{spec.query}(filter: {{page: 1, per_page: 1, sort: "updated_at", direction: DESC}}) {{ '
+        f"{spec.result_key} {{ id updated_at }} }} }}"
     )
 
 
@@ -152,6 +169,13 @@ IMAGES_OF_GALLERY = (
 """Member image ids of one gallery, all in one request (one consistent snapshot).  Gallery has no
 images list field; image membership is read from the image side (STASH_API §5)."""
 
+IMAGES_OF_GALLERIES = (
+    f"query {IMAGES_OF_GALLERIES_OPERATION}($gallery_ids: [ID!]) {{ "
+    "findImages(image_filter: {galleries: {value: $gallery_ids, modifier: INCLUDES}}, "
+    f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ count images {{ id galleries {{ id }} }} }} }}"
+)
+"""Member images of several galleries at once, with each image's galleries (to pair them up)."""
+
 HEALTH = (
     f"query {HEALTH_OPERATION} {{ version {{ version hash build_time }} "
     "systemStatus { status databaseSchema appSchema } }"
@@ -186,6 +210,7 @@ def all_documents() -> Iterator[str]:
         yield count_query(spec)
         yield tail_probe_query(spec)
         yield by_ids_query(spec)
+        yield latest_updated_at_query(spec)
     names = [s.name for s in ENTITY_SPECS]
     yield count_many_query(names, names)
     yield count_many_query([], names)
@@ -193,12 +218,14 @@ def all_documents() -> Iterator[str]:
         yield count_many_query([name], [name])
         yield count_many_query([name], [])
     yield IMAGES_OF_GALLERY
+    yield IMAGES_OF_GALLERIES
     yield HEALTH
     yield STATS
 
 
 __all__ = [
     "HEALTH",
+    "IMAGES_OF_GALLERIES",
     "IMAGES_OF_GALLERY",
     "STATS",
     "STATS_KEYS",
@@ -209,6 +236,7 @@ __all__ = [
     "count_query",
     "count_variable",
     "ids_query",
+    "latest_updated_at_query",
     "operation_name",
     "page_query",
     "tail_probe_query",

@@ -43,7 +43,9 @@ def test_version_status_and_stats(gql, small_fake) -> None:
     assert data["version"]["version"] == "v0.30.1-fake"
     assert data["version"]["hash"]
     build_time = data["version"]["build_time"]
-    assert len(build_time) == 19 and build_time[10] == " " and build_time[4] == "-"
+    assert len(build_time) == 19
+    assert build_time[10] == " "
+    assert build_time[4] == "-"
     assert data["systemStatus"] == {"status": "OK", "databaseSchema": 75, "appSchema": 75, "os": "linux"}
     counts = small_fake.store.counts()
     assert data["stats"] == {f"{kind}_count": counts[kind] for kind in counts}
@@ -81,7 +83,10 @@ def test_scene_relations_and_files(gql, small_fake) -> None:
         {"id": str(scene["id"])},
     )["findScene"]
     store = small_fake.store
-    assert data["studio"] == {"id": str(scene["studio_id"]), "name": store.tables["studio"][scene["studio_id"]]["name"]}
+    assert data["studio"] == {
+        "id": str(scene["studio_id"]),
+        "name": store.tables["studio"][scene["studio_id"]]["name"],
+    }
     assert [t["name"] for t in data["tags"]] == [store.tables["tag"][t]["name"] for t in scene["tag_ids"]]
     assert [int(g["group"]["id"]) for g in data["groups"]] == [g for g, _ in scene["groups"]]
     assert isinstance(data["files"][0]["size"], int)  # Int64: a JSON number, not a string
@@ -106,7 +111,9 @@ def test_gallery_studio_tag_group_relations(gql, small_fake) -> None:
     assert {"id": str(child["id"])} in parent["child_studios"]
 
     tag = next(t for t in store.tables["tag"].values() if t["parent_ids"])
-    parent_tag = gql.data(f'{{ findTag(id: "{tag["parent_ids"][0]}") {{ children {{ id name }} }} }}')["findTag"]
+    parent_tag = gql.data(f'{{ findTag(id: "{tag["parent_ids"][0]}") {{ children {{ id name }} }} }}')[
+        "findTag"
+    ]
     assert {"id": str(tag["id"]), "name": tag["name"]} in parent_tag["children"]
 
     mut = small_fake.mutations
@@ -135,7 +142,9 @@ def test_aliases_fragments_typename_and_nested_variables(gql, small_fake) -> Non
     result = data["first"]
     assert result["n"] == 1
     item = result["images"][0]
-    assert item["key"] == str(image["id"]) and item["__typename"] == "Image" and item["t"] == image["title"]
+    assert item["key"] == str(image["id"])
+    assert item["__typename"] == "Image"
+    assert item["t"] == image["title"]
     visual = item["visual_files"][0]
     assert visual["__typename"] == image["files"][0]["__typename"]
     assert visual["p"] == image["files"][0]["path"]
@@ -161,7 +170,9 @@ def test_validation_and_parse_errors_are_422(gql) -> None:
     assert "nonsense" in errors[0]
     assert gql.errors("{ findScenes { ", status=422)
     errors = gql.errors(
-        "query($d: SortDirectionEnum) { findScenes(filter: {direction: $d}) { count } }", {"d": "UP"}, status=422
+        "query($d: SortDirectionEnum) { findScenes(filter: {direction: $d}) { count } }",
+        {"d": "UP"},
+        status=422,
     )
     assert "UP" in errors[0]
     bad_json = gql.client.post("/graphql", content=b"{not json", headers={"Content-Type": "application/json"})

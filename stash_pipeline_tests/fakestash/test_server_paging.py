@@ -17,7 +17,9 @@ FIND = {
 
 def ids_of(gql, kind: str, filter_text: str | None, extra: str = "") -> tuple[list[int], int]:
     query_name, key = FIND[kind]
-    args = f"(filter: {filter_text}{extra})" if filter_text is not None else (f"({extra[2:]})" if extra else "")
+    args = (
+        f"(filter: {filter_text}{extra})" if filter_text is not None else (f"({extra[2:]})" if extra else "")
+    )
     data = gql.data(f"{{ {query_name}{args} {{ count {key} {{ id }} }} }}")[query_name]
     return [int(item["id"]) for item in data[key]], data["count"]
 
@@ -31,7 +33,8 @@ def test_per_page_rules(gql, small_fake) -> None:
     assert ids_of(gql, "scene", '{sort: "id", per_page: -7, page: 3}') == (all_ids, len(all_ids))
     assert ids_of(gql, "scene", '{sort: "id", per_page: 0}') == ([], len(all_ids))  # count only
     ids, count = ids_of(gql, "scene", None)  # filter omitted: first 25 in no particular order
-    assert len(ids) == 25 and count == len(all_ids)
+    assert len(ids) == 25
+    assert count == len(all_ids)
 
 
 def test_page_rules(gql, small_fake) -> None:
@@ -40,9 +43,13 @@ def test_page_rules(gql, small_fake) -> None:
     for page in ("null", "0", "-3", "1"):
         assert ids_of(gql, "scene", f'{{sort: "id", per_page: 10, page: {page}}}')[0] == first
     assert ids_of(gql, "scene", '{sort: "id", per_page: 10, page: 3}')[0] == all_ids[20:30]
-    assert ids_of(gql, "scene", '{sort: "id", per_page: 10, page: 3, direction: DESC}')[0] == all_ids[::-1][20:30]
+    assert (
+        ids_of(gql, "scene", '{sort: "id", per_page: 10, page: 3, direction: DESC}')[0]
+        == all_ids[::-1][20:30]
+    )
     beyond, count = ids_of(gql, "scene", '{sort: "id", per_page: 10, page: 1000}')
-    assert beyond == [] and count == len(all_ids)
+    assert beyond == []
+    assert count == len(all_ids)
 
 
 def test_count_is_of_the_whole_filter(gql, small_fake) -> None:
@@ -61,7 +68,9 @@ def test_count_is_of_the_whole_filter(gql, small_fake) -> None:
 
 def test_scene_and_image_aggregates(gql, small_fake) -> None:
     scenes = small_fake.store.tables["scene"].values()
-    data = gql.data('{ findScenes(filter: {per_page: 1, sort: "id"}) { count duration filesize } }')["findScenes"]
+    data = gql.data('{ findScenes(filter: {per_page: 1, sort: "id"}) { count duration filesize } }')[
+        "findScenes"
+    ]
     assert data["duration"] == pytest.approx(sum(s["files"][0]["duration"] for s in scenes if s["files"]))
     assert data["filesize"] == pytest.approx(sum(s["files"][0]["size"] for s in scenes if s["files"]))
     images = small_fake.store.tables["image"].values()
@@ -94,17 +103,22 @@ def test_random_seed_is_deterministic(gql) -> None:
 
 def test_empty_sort_is_an_error_only_for_name_sorted_types(gql) -> None:
     for kind in ("scene", "image", "gallery"):
-        query_name, key = FIND[kind]
+        query_name, _key = FIND[kind]
         assert gql.data(f'{{ {query_name}(filter: {{sort: ""}}) {{ count }} }}')[query_name]["count"] > 0
     for kind in ("performer", "studio", "tag", "group"):
-        query_name, key = FIND[kind]
+        query_name, _key = FIND[kind]
         assert gql.errors(f'{{ {query_name}(filter: {{sort: ""}}) {{ count }} }}') == ["invalid sort: "]
 
 
 def test_default_sort_by_name(gql, small_fake) -> None:
     for kind in ("performer", "studio", "group"):
         query_name, key = FIND[kind]
-        names = [i["name"] for i in gql.data(f"{{ {query_name}(filter: {{per_page: -1}}) {{ {key} {{ name }} }} }}")[query_name][key]]
+        names = [
+            i["name"]
+            for i in gql.data(f"{{ {query_name}(filter: {{per_page: -1}}) {{ {key} {{ name }} }} }}")[
+                query_name
+            ][key]
+        ]
         assert names == sorted(names, key=str.casefold), kind
     # tags: COALESCE(sort_name, name); an empty sort_name is not NULL and sorts first
     tags = small_fake.store.tables["tag"]
@@ -143,7 +157,8 @@ def test_ties_come_back_in_varying_order_but_id_is_stable(gql, small_fake) -> No
     orders = set()
     for _ in range(20):
         ids, count = ids_of(gql, "scene", '{sort: "updated_at", per_page: -1}', flt)
-        assert sorted(ids) == tied and count == len(tied)
+        assert sorted(ids) == tied
+        assert count == len(tied)
         orders.add(tuple(ids))
         if len(orders) > 1:
             break

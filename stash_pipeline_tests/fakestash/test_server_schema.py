@@ -30,7 +30,7 @@ REAL_SCHEMA = Path(os.environ.get("STASH_REAL_SCHEMA", SHARED / "stash-schema" /
 
 def _spec_queries() -> list[str]:
     return [
-        f"query {{ {spec.query}(filter: {{per_page: 1, sort: \"id\"}}) {{ count {spec.result_key} {{ {spec.selection} }} }} }}"
+        f'query {{ {spec.query}(filter: {{per_page: 1, sort: "id"}}) {{ count {spec.result_key} {{ {spec.selection} }} }} }}'
         for spec in ENTITY_SPECS
     ]
 
@@ -57,7 +57,11 @@ def test_example_queries_execute(gql) -> None:
         used = {v.variable.name.value for v in definition.variable_definitions}
         response = gql.client.post(
             "/graphql",
-            json={"query": text, "operationName": name, "variables": {k: v for k, v in variables.items() if k in used}},
+            json={
+                "query": text,
+                "operationName": name,
+                "variables": {k: v for k, v in variables.items() if k in used},
+            },
         )
         assert response.status_code == 200, (name, response.text)
         assert "errors" not in response.json(), (name, response.json())
@@ -94,7 +98,9 @@ def test_our_sdl_is_a_compatible_subset_of_stash() -> None:
             problems.append(f"type {name} not in Stash")
             continue
         if type(real_type) is not type(ours_type):
-            problems.append(f"type {name} is a {type(ours_type).__name__}, Stash has {type(real_type).__name__}")
+            problems.append(
+                f"type {name} is a {type(ours_type).__name__}, Stash has {type(real_type).__name__}"
+            )
             continue
         if isinstance(ours_type, (GraphQLObjectType, GraphQLInterfaceType, GraphQLInputObjectType)):
             for field_name, field in ours_type.fields.items():

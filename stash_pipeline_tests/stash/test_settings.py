@@ -1,11 +1,12 @@
 """Settings: defaults, environment over ``.env``, validation, and a repr that never shows the key."""
 
+import os
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from stash_pipeline.settings import Settings, parse_env_file
+from stash_pipeline.settings import Settings, load_env_file, parse_env_file
 
 
 def test_defaults_with_empty_environment(tmp_path: Path) -> None:
@@ -72,3 +73,15 @@ def test_key_in_url_is_refused_without_echoing_it() -> None:
     with pytest.raises(ValueError, match="STASH_API_KEY") as info:
         Settings.from_env({"STASH_URL": "http://h:9999/?apikey=leaky"}, env_file=None)
     assert "leaky" not in str(info.value)
+
+
+def test_load_env_file_fills_only_unset_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STASH_TEST_ONLY_A=from-file\nSTASH_TEST_ONLY_B=from-file\n", encoding="utf-8")
+    monkeypatch.delenv("STASH_TEST_ONLY_A", raising=False)
+    monkeypatch.setenv("STASH_TEST_ONLY_B", "from-env")
+    assert load_env_file(env_file) == ["STASH_TEST_ONLY_A"]
+    assert os.environ["STASH_TEST_ONLY_A"] == "from-file"
+    assert os.environ["STASH_TEST_ONLY_B"] == "from-env"
+    monkeypatch.delenv("STASH_TEST_ONLY_A")
+    assert load_env_file(tmp_path / "absent.env") == []

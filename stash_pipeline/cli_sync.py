@@ -1,0 +1,167 @@
+"""CLI commands that sync: ``sync``, ``sync-ids`` and ``demo`` (registered on the ``main`` group).
+
+They run real Dagster materializations in this process against the persistent ``DAGSTER_HOME``
+instance, so every CLI sync shows in the UI; exit code 0 only for a complete sync, 2 for a partial
+one (rows that could not be stored), 1 for a failed one.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from stash_pipeline.stash.entities import ENTITY_SPECS, spec_for
+
+TYPE_NAMES = [s.name for s in ENTITY_SPECS]
+
+
+def _parse_types(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    try:
+        return [spec_for(v.strip()).name for v in value.split(",") if v.strip()]
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0])) from None
+
+
+def _print_outcome(outcome) -> None:
+    click.echo(f"run {outcome.run_id}")
+    header = f"{'type':<11}{'sync':<12}{'fetched':>9}{'created':>9}{'updated':>9}{'deleted':>9}{'failed':>8}{'local':>9}{'stash':>9}"
+    click.echo(header)
+    for t in outcome.types:
+        m = t.metadata
+        sync_type = m.get("sync_type", "?") + (" (skip)" if m.get("skipped") else "")
+        click.echo(
+            f"{t.entity_type:<11}{sync_type:<12}{m.get('fetched', 0):>9}{m.get('created', 0):>9}"
+            f"{m.get('updated', 0):>9}{m.get('deleted', 0):>9}{m.get('failed', 0):>8}"
+            f"{m.get('local_count', 0):>9}{m.get('stash_count', 0):>9}"
+        )
+        for failure in (m.get("failures") or [])[:5]:
+            click.echo(f"    failed {t.entity_type} {failure.get('id')}: {failure.get('reason')}")
+    if outcome.derived:
+        click.echo(f"derived: {', '.join(outcome.derived)}")
+    if outcome.error:
+        click.echo(f"error: {outcome.error}", err=True)
+    elif outcome.partial:
+        click.echo(
+            "partial: some rows could not be stored (see `sync_log` rows with action 'failed')", err=True
+        )
+
+
+def _run(**kwargs) -> int:
+    from stash_pipeline.definitions import defs
+    from stash_pipeline.instance import persistent_instance
+    from stash_pipeline.runner import run_sync
+    from stash_pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    instance = persistent_instance()
+    outcome = run_sync(defs, instance, overlap_seconds=settings.overlap_seconds, **kwargs)
+    _print_outcome(outcome)
+    return outcome.exit_code
+
+
+def register(main: click.Group) -> None:
+    @main.command("sync")
+    @click.option(
+        "--full", is_flag=True, help="Full sync: every entity, then a verified sweep for deletions."
+    )
+    @click.option(
+        "--since", default=None, help="Incremental from this Stash timestamp or date instead of the cursor."
+    )
+    @click.option("--types", default=None, help=f"Comma-separated subset of: {', '.join(TYPE_NAMES)}.")
+    @click.option("--allow-mass-delete", is_flag=True, help="Apply deletes above the safety limit.")
+    def sync(full: bool, since: str | None, types: str | None, allow_mass_delete: bool) -> None:
+        """Sync the mirror: incremental from the stored cursor (a type never synced gets a full sync)."""
+        if full and since:
+            raise click.UsageError("--full and --since exclude each other")
+        from stash_pipeline.settings import load_env_file
+
+        load_env_file()
+        code = _run(
+            types=_parse_types(types),
+            mode="full" if full else "incremental",
+            since=since,
+            allow_mass_delete=allow_mass_delete,
+        )
+        sys.exit(code)
+
+    @main.command("sync-ids")
+    @click.argument("entity_type")
+    @click.argument("ids", nargs=-1, required=True, type=int)
+    def sync_ids(entity_type: str, ids: tuple[int, ...]) -> None:
+        """Resync the given ids of one type; ids Stash no longer has are deleted locally."""
+        from stash_pipeline.settings import load_env_file
+
+        load_env_file()
+        name = _parse_types(entity_type)
+        sys.exit(_run(types=name, mode="specific", ids=list(ids)))
+
+    @main.command("demo")
+    @click.option("--scenes", default=2000, show_default=True, type=int)
+    @click.option("--images", default=10000, show_default=True, type=int)
+    @click.option("--port", default=3000, show_default=True, type=int, help="Dagster UI port.")
+    @click.option("--no-ui", is_flag=True, help="Stop after the full sync.")
+    def demo(scenes: int, images: int, port: int, no_ui: bool) -> None:
+        """Full sync from STASH_URL, or from a built-in fake Stash when STASH_URL is not set; then the UI."""
+        from stash_pipeline.settings import load_env_file
+
+        load_env_file()
+        server = None
+        if not os.environ.get("STASH_URL"):
+            from stash_pipeline.fakestash.app import FakeStash
+            from stash_pipeline.fakestash.generator import LibrarySize
+            from stash_pipeline.fakestash.server import serve
+
+            click.echo(f"STASH_URL not set: generating a fake Stash ({scenes} scenes, {images} images)")
+            fake = FakeStash.generated(LibrarySize(scenes=scenes, images=images))
+            server = serve(fake, port=9999 if _port_free(9999) else 0)
+            os.environ["STASH_URL"] = server.url
+            click.echo(f"fake Stash at {server.url}")
+        from stash_pipeline.instance import ensure_dagster_home
+
+        home = ensure_dagster_home()
+        click.echo(f"DAGSTER_HOME={home}")
+        started = time.perf_counter()
+        code = _run(mode="full")
+        click.echo(f"full sync finished in {time.perf_counter() - started:.1f}s (exit code {code})")
+        if no_ui:
+            if server:
+                server.close()
+            sys.exit(code)
+        click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
+        try:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster",
+                    "dev",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-w",
+                    "workspace.yaml",
+                ],
+                check=False,
+                env=os.environ.copy(),
+            )
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if server:
+                server.close()
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,231 @@
+"""Each scenario: full sync, change Stash, ONE incremental sync, and the mirror equals Stash again.
+
+The fake applies Stash's real bump rules, so merges, deletes and membership edits arrive exactly as
+silently as they do from a real server.
+"""
+
+import pytest
+
+from stash_pipeline.fakestash.generator import LibrarySize
+from stash_pipeline_tests.sync_harness import ENTITY_NAMES
+
+
+def first(env, table: str, predicate=lambda e: True) -> dict:
+    return next(e for e in env.fake.truth()[table] if predicate(e))
+
+
+def synced(env):
+    result = env.full()
+    assert result.success
+    env.assert_equal()
+    return env
+
+
+def incremental_and_check(env) -> dict:
+    result = env.incremental()
+    assert result.success
+    env.assert_equal()
+    return {name: env.metadata(result, name) for name in ENTITY_NAMES}
+
+
+def log_rows(env, entity_type: str, entity_id: int) -> list[tuple]:
+    return env.query(
+        "SELECT action, changed_fields, sync_type FROM sync_log WHERE entity_type = ? AND entity_id = ? "
+        "ORDER BY logged_at",
+        [entity_type, entity_id],
+    )
+
+
+def test_field_edits_of_every_type(mirror_env):
+    env = synced(mirror_env())
+    m = env.fake.mutations
+    scene = first(env, "scenes")
+    m.update("scene", scene["id"], title="Edited title", rating100=99)
+    m.update("image", first(env, "images")["id"], title="Edited image", date="2021-07")
+    m.update("gallery", first(env, "galleries")["id"], details="new details")
+    m.update("performer", first(env, "performers")["id"], country="NZ", alias_list=["x", "y"])
+    m.update("studio", first(env, "studios")["id"], details="studio details")
+    m.update("tag", first(env, "tags")["id"], description="tag description")
+    m.update("group", first(env, "groups")["id"], synopsis="synopsis")
+    meta = incremental_and_check(env)
+    for name in ENTITY_NAMES:
+        assert meta[name]["sync_type"] == "incremental"
+        assert meta[name]["updated"] >= 1, name
+    action, changed, sync_type = log_rows(env, "scenes", scene["id"])[-1]
+    assert (action, sync_type) == ("updated", "incremental")
+    assert {"title", "rating100", "updated_at"} <= set(changed)
+
+
+def test_incremental_with_no_change_skips_every_type(mirror_env):
+    env = synced(mirror_env())
+    meta = incremental_and_check(env)
+    for name in ENTITY_NAMES:
+        assert meta[name]["skipped"] is True, name
+        assert meta[name]["fetched"] == 0
+
+
+def test_relation_edits_from_either_side(mirror_env):
+    env = synced(mirror_env())
+    m = env.fake.mutations
+    truth = env.fake.truth()
+    tags = [t["id"] for t in truth["tags"]]
+    scene = first(env, "scenes")
+    m.update("scene", scene["id"], tag_ids=tags[:3], performer_ids=[])
+    gallery = first(env, "galleries")
+    other_scenes = [s["id"] for s in truth["scenes"][5:8]]
+    m.gallery_update(gallery["id"], scene_ids=other_scenes)  # bumps the gallery, not the scenes
+    image = first(env, "images")
+    m.update("image", image["id"], gallery_ids=[truth["galleries"][-1]["id"]])
+    child = truth["tags"][-1]
+    m.update("tag", child["id"], parent_ids=[tags[0]])
+    group = truth["groups"][-1]
+    m.update("group", group["id"], containing=[[truth["groups"][0]["id"], "part one"]])
+    studio = truth["studios"][-1]
+    m.update("studio", studio["id"], parent_id=truth["studios"][0]["id"], tag_ids=tags[4:6])
+    m.update("performer", first(env, "performers")["id"], tag_ids=tags[6:9])
+    incremental_and_check(env)
+
+
+def test_a_thousand_edits_in_one_second(mirror_env):
+    env = synced(mirror_env(size=LibrarySize(scenes=150, images=1200)))
+    ids = [i["id"] for i in env.fake.truth()["images"]][:1000]
+    env.fake.mutations.bulk_update("image", ids, photographer="Bulk Photographer")
+    stamps = {i["updated_at"] for i in env.fake.truth()["images"] if i["id"] in set(ids)}
+    assert len(stamps) == 1  # one shared second, across ten 100-row pages
+    meta = incremental_and_check(env)
+    assert meta["images"]["updated"] == 1000
+
+
+def test_edits_and_deletes_while_paging(mirror_env):
+    env = synced(mirror_env(size=LibrarySize(scenes=150, images=1200)))
+    fake = env.fake
+    ids = [i["id"] for i in fake.truth()["images"]]
+    fake.mutations.bulk_update("image", ids[:900], photographer="Before")
+    early, late = ids[10], ids[800]
+    seen = {}
+
+    def edit_and_delete(f):
+        # Fires before the 4th request of the run: the count probe, then pages 1 and 2 are read.
+        f.mutations.update("image", early, title="edited mid-sync")  # on page 1, already read
+        f.mutations.destroy("image", [ids[500], late])
+        f.mutations.create("image", title="created mid-sync")
+        seen["fired"] = f.request_count
+
+    fake.after_requests(4, edit_and_delete)
+    result = env.incremental(types=["images"])
+    assert result.success
+    assert seen, "the mid-sync mutation did not fire"
+    env.assert_equal()
+    meta = env.metadata(result, "images")
+    assert meta["deleted"] == 2
+    assert meta["created"] == 1
+
+
+def test_creates_of_every_type(mirror_env):
+    env = synced(mirror_env())
+    m = env.fake.mutations
+    truth = env.fake.truth()
+    studio = m.create("studio", name="New Studio", parent_id=truth["studios"][0]["id"])
+    tag = m.create("tag", name="New Tag", parent_ids=[truth["tags"][0]["id"]])
+    performer = m.create("performer", name="New Performer", tag_ids=[tag])
+    group = m.create("group", name="New Group", studio_id=studio)
+    gallery = m.create("gallery", title="New Gallery", performer_ids=[performer])
+    m.create(
+        "scene",
+        title="New Scene",
+        studio_id=studio,
+        tag_ids=[tag],
+        gallery_ids=[gallery],
+        groups=[[group, 1]],
+    )
+    m.create("image", title="New Image", gallery_ids=[gallery])
+    meta = incremental_and_check(env)
+    for name in ENTITY_NAMES:
+        assert meta[name]["created"] == 1, name
+
+
+@pytest.mark.parametrize("kind", ["studio", "tag", "performer", "group", "gallery", "scene", "image"])
+def test_delete_of_each_type(mirror_env, kind):
+    env = synced(mirror_env())
+    plural = {"gallery": "galleries"}.get(kind, kind + "s")
+    victim = env.fake.truth()[plural][1]["id"]
+    env.fake.mutations.destroy(kind, [victim])
+    meta = incremental_and_check(env)
+    assert meta[plural]["deleted"] == 1
+    assert log_rows(env, plural, victim)[-1][0] == "deleted"
+
+
+def test_tags_merge(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    used = sorted({t for s in truth["scenes"] for t in s["tag_ids"]})
+    sources, destination = used[:2], used[2]
+    env.fake.mutations.tags_merge(sources, destination)  # bumps nothing at all
+    meta = incremental_and_check(env)
+    assert meta["tags"]["deleted"] == 2
+    assert meta["tags"]["repaired"] >= 1
+
+
+def test_performer_merge(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    used = sorted({p for s in truth["scenes"] for p in s["performer_ids"]})
+    env.fake.mutations.performer_merge(used[:2], used[2])
+    meta = incremental_and_check(env)
+    assert meta["performers"]["deleted"] == 2
+
+
+def test_gallery_membership_edits(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    gallery = truth["galleries"][0]["id"]
+    members = [i["id"] for i in truth["images"] if gallery in i["gallery_ids"]]
+    outsiders = [i["id"] for i in truth["images"] if gallery not in i["gallery_ids"]][:3]
+    env.fake.mutations.add_gallery_images(gallery, outsiders)
+    if members:
+        env.fake.mutations.remove_gallery_images(gallery, members[:2])
+    other = truth["galleries"][1]["id"]
+    env.fake.mutations.add_gallery_images(other, outsiders[:1])
+    incremental_and_check(env)
+
+
+def test_gallery_update_scene_ids(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    gallery = truth["galleries"][2]["id"]
+    env.fake.mutations.gallery_update(gallery, scene_ids=[s["id"] for s in truth["scenes"][:4]])
+    incremental_and_check(env)
+
+
+@pytest.mark.parametrize("zone", ["Z", "+11:00", "-05:00"])
+def test_server_time_zones(mirror_env, zone):
+    env = synced(mirror_env(zone=zone))
+    truth = env.fake.truth()
+    suffix = "Z" if zone == "Z" else zone
+    assert all(s["updated_at"].endswith(suffix) for s in truth["scenes"])
+    m = env.fake.mutations
+    m.update("scene", truth["scenes"][3]["id"], title=f"edited at {zone}")
+    m.update("performer", truth["performers"][0]["id"], details=f"edited at {zone}")
+    meta = incremental_and_check(env)
+    assert meta["scenes"]["updated"] == 1
+    assert meta["performers"]["updated"] == 1
+
+
+def test_dst_fall_back(mirror_env):
+    import time
+
+    switch = int(time.time()) // 60 * 60 - 1800  # fall-back half an hour ago: +11:00 → +10:00
+    zone = f"+11:00,+10:00@{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(switch))}"
+    env = mirror_env(zone=zone)
+    clock = env.fake.clock
+    clock.freeze(switch - 20 * 60)  # 20 minutes before the switch, local +11:00
+    scene = env.fake.truth()["scenes"][0]["id"]
+    env.fake.mutations.update("scene", scene, title="before the switch")
+    synced(env)
+    clock.freeze(switch + 10 * 60)  # 10 minutes after: the local wall clock is 30 minutes EARLIER
+    edited = env.fake.truth()["scenes"][1]["id"]
+    env.fake.mutations.update("scene", edited, title="after the switch")
+    before, after = (s["updated_at"] for s in env.fake.truth()["scenes"][:2])
+    assert after < before  # the later edit sorts first as text: the trap
+    meta = incremental_and_check(env)
+    assert meta["scenes"]["updated"] == 1
