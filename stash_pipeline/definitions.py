@@ -5,7 +5,11 @@ import warnings
 import dagster as dg
 
 from stash_pipeline.assets.derived import DERIVED_GROUP, build_derived_assets
-from stash_pipeline.assets.entities import build_entity_assets
+from stash_pipeline.assets.entities import STASH_GROUP, build_entity_assets
+from stash_pipeline.assets.partitions import monthly_partitions
+from stash_pipeline.automation.jobs import build_resync_ids_job
+from stash_pipeline.automation.schedules import build_schedules
+from stash_pipeline.automation.sensors import build_smart_sync_sensor
 from stash_pipeline.resources import StashResource, mirror_database_resource
 from stash_pipeline.settings import Settings, load_env_file
 
@@ -15,7 +19,13 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    partitions = monthly_partitions(settings.partition_start)
     entity_assets = build_entity_assets(settings)
+    sync_job = dg.define_asset_job(
+        "stash_sync",
+        selection=dg.AssetSelection.groups(STASH_GROUP),
+        description="Sync entity assets from Stash (mode and types set by the sensor or schedule).",
+    )
     derived_assets = build_derived_assets()
     automation = dg.AutomationConditionSensorDefinition(
         "derived_automation",
@@ -26,7 +36,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[*entity_assets, *derived_assets],
-        sensors=[automation],
+        jobs=[sync_job, build_resync_ids_job(partitions, settings)],
+        sensors=[automation, build_smart_sync_sensor(sync_job, partitions, settings.sensor_interval_seconds)],
+        schedules=build_schedules(sync_job, partitions, settings),
         resources={
             "stash": StashResource.from_settings(settings),
             "mirror": mirror_database_resource(settings),

@@ -38,6 +38,16 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return values
 
 
+def _system_timezone() -> str:
+    """The machine's IANA zone name (from /etc/localtime), so "03:00" means server time; UTC if unknown."""
+    try:
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        return "UTC"
+    marker = "zoneinfo/"
+    return target.split(marker, 1)[1] if marker in target else "UTC"
+
+
 def load_env_file(path: str | os.PathLike[str] = ".env") -> list[str]:
     """Copy a ``.env`` file's values into ``os.environ`` where not already set (the environment
     wins), so code that reads variables directly (Dagster's ``EnvVar``) sees them too.  Returns the
@@ -65,6 +75,10 @@ class Settings:
     overlap_seconds: int = 3600
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
+    sensor_interval_seconds: int = 300
+    full_sync_cron: str = "0 3 * * *"
+    incremental_cron: str = "*/30 * * * *"
+    schedule_timezone: str = "UTC"
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
@@ -73,7 +87,9 @@ class Settings:
             f"page_size={self.page_size}, timeout={self.timeout}, retries={self.retries}, "
             f"overlap_seconds={self.overlap_seconds}, "
             f"partition_start={self.partition_start.isoformat()!r}, "
-            f"max_delete_fraction={self.max_delete_fraction})"
+            f"max_delete_fraction={self.max_delete_fraction}, "
+            f"sensor_interval_seconds={self.sensor_interval_seconds}, full_sync_cron={self.full_sync_cron!r}, "
+            f"incremental_cron={self.incremental_cron!r}, schedule_timezone={self.schedule_timezone!r})"
         )
 
     __str__ = __repr__
@@ -131,6 +147,10 @@ class Settings:
             overlap_seconds=number("STASH_OVERLAP_SECONDS", cls.overlap_seconds, int, 0),
             partition_start=start,
             max_delete_fraction=number("STASH_MAX_DELETE_FRACTION", cls.max_delete_fraction, float, 0, 1),
+            sensor_interval_seconds=number("STASH_SENSOR_INTERVAL", cls.sensor_interval_seconds, int, 10),
+            full_sync_cron=get("STASH_FULL_SYNC_CRON") or cls.full_sync_cron,
+            incremental_cron=get("STASH_INCREMENTAL_CRON") or cls.incremental_cron,
+            schedule_timezone=get("STASH_SCHEDULE_TIMEZONE") or get("TZ") or _system_timezone(),
         )
 
 

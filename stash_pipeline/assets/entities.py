@@ -93,7 +93,7 @@ def build_entity_asset(
         with stash.client() as client, mirror.get_connection() as con:
             sync = EntitySync(spec, client, con, sync_options(settings, config), progress=progress)
             report = sync.run(request)
-            metadata = report_metadata(con, spec, report)
+            metadata = report_metadata(con, spec, report, settings.overlap_seconds)
         if report.failed:
             context.log.warning(
                 f"{spec.name}: {report.failed} rows could not be stored (see sync_log, action 'failed'); "

@@ -4,7 +4,9 @@ import dagster as dg
 import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
+from stash_pipeline.mirror.windows import overlap_bound
 from stash_pipeline.stash.entities import EntitySpec
 
 
@@ -17,8 +19,22 @@ def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in rows])
 
 
-def report_metadata(con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport) -> dict:
+def report_metadata(
+    con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float = 3600
+) -> dict:
+    """Metadata of one sync: what the UI plots and what the smart-sync sensor reads back.
+
+    ``cursor``, ``local_count``, ``window_bound`` and ``window_count`` let the sensor decide, from
+    the instance alone (never opening DuckDB while a run may hold it), whether Stash changed.
+    """
     local = fetch_scalar(con, f"SELECT count(*) FROM {spec.name}")
+    cursor = read_state(con, spec.name).cursor
+    window_bound = overlap_bound(cursor, overlap_seconds) if cursor else ""
+    window_count = (
+        fetch_scalar(con, f"SELECT count(*) FROM {spec.name} WHERE updated_at_text >= ?", [window_bound])
+        if cursor
+        else 0
+    )
     metadata: dict = {
         "sync_type": report.sync_type,
         "status": report.status,
@@ -34,7 +50,9 @@ def report_metadata(con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: Sy
         "pages": dg.MetadataValue.int(report.pages),
         "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
         "rows_per_second": dg.MetadataValue.float(report.rows_per_second),
-        "cursor": report.cursor_after or "",
+        "cursor": cursor or "",
+        "window_bound": window_bound,
+        "window_count": dg.MetadataValue.int(window_count),
         "stash_count": dg.MetadataValue.int(report.stash_count if report.stash_count is not None else -1),
         "local_count": dg.MetadataValue.int(local),
         "dagster/row_count": dg.MetadataValue.int(local),

@@ -452,6 +452,18 @@ class StashClient:
             out[f"{name}_total"] = total
         return out
 
+    def count_probes(self, probes: Mapping[str, tuple[str, Filter]]) -> dict[str, int]:
+        """Counts for ``{alias: (type name, filter or None)}`` in ONE request, keyed by alias."""
+        if not probes:
+            return {}
+        entries = tuple((alias, spec_for(name).name, f is not None) for alias, (name, f) in probes.items())
+        document = queries.count_probes_query(entries)
+        variables = {alias: f for alias, (_name, f) in probes.items() if f is not None}
+        data = self.execute(document, variables)
+        return {
+            alias: self._int(self._result(data, alias, "CountProbes").get("count"), alias) for alias in probes
+        }
+
     def latest_updated_at(self, spec: EntitySpec) -> str | None:
         """The newest ``updated_at`` string of a type, verbatim (``None`` when it has no rows).
 

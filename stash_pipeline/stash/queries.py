@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 
-from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec
+from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, spec_for
 
 SORT = 'sort: "id"'
 HEALTH_OPERATION = "Health"
@@ -161,6 +161,38 @@ def _count_many_query(filtered: tuple[str, ...], totals: tuple[str, ...]) -> str
     return f"{head} {{ {' '.join(fields)} }}"
 
 
+COUNT_PROBES_OPERATION = "CountProbes"
+
+
+def sensor_probe_entries(name: str) -> tuple[tuple[str, str, bool], ...]:
+    """The smart-sync sensor's three probes of one type: newer than the cursor, in the overlap
+    window, and the total (deletions show as a smaller total)."""
+    return ((f"{name}_newer", name, True), (f"{name}_window", name, True), (f"{name}_total", name, False))
+
+
+@cache
+def count_probes_query(entries: tuple[tuple[str, str, bool], ...]) -> str:
+    """Any number of count probes in ONE document: ``entries`` are (alias, type name, filtered).
+
+    The smart-sync sensor asks every type's "changed since cursor", "in the overlap window" and
+    "total" counts this way: one request per tick, one read transaction.
+    """
+    probe = f"filter: {{per_page: 0, {SORT}}}"
+    params: list[str] = []
+    fields: list[str] = []
+    for alias, name, filtered in entries:
+        spec = spec_for(name)
+        if filtered:
+            params.append(f"${alias}: {spec.filter_type}")
+            fields.append(f"{alias}: {spec.query}({spec.filter_arg}: ${alias}, {probe}) {{ count }}")
+        else:
+            fields.append(f"{alias}: {spec.query}({probe}) {{ count }}")
+    if not fields:
+        raise ValueError("count_probes needs at least one probe")
+    head = f"query {COUNT_PROBES_OPERATION}({', '.join(params)})" if params else f"query {COUNT_PROBES_OPERATION}"
+    return f"{head} {{ {' '.join(fields)} }}"
+
+
 IMAGES_OF_GALLERY = (
     f"query {IMAGES_OF_GALLERY_OPERATION}($gallery_id: ID!) {{ "
     "findImages(image_filter: {galleries: {value: [$gallery_id], modifier: INCLUDES}}, "
@@ -217,6 +249,7 @@ def all_documents() -> Iterator[str]:
     for name in names:
         yield count_many_query([name], [name])
         yield count_many_query([name], [])
+    yield count_probes_query(tuple(probe for n in names for probe in sensor_probe_entries(n)))
     yield IMAGES_OF_GALLERY
     yield IMAGES_OF_GALLERIES
     yield HEALTH

@@ -1,0 +1,62 @@
+"""Schedules: the nightly full reconciliation (on) and an interval incremental sync (off by default).
+
+The full sync is the backstop for what no incremental run can see: fields Stash changes without
+bumping ``updated_at`` (o-counter, play counts, sub-group edits) are refreshed there.
+"""
+
+import dagster as dg
+
+from stash_pipeline.automation.sensors import RANGE_END, RANGE_START
+from stash_pipeline.settings import Settings
+from stash_pipeline.stash.entities import ENTITY_SPECS
+
+
+def _all_types_config(mode: str) -> dict:
+    return {"ops": {s.name: {"config": {"mode": mode}} for s in ENTITY_SPECS}}
+
+
+def build_schedules(
+    job: dg.JobDefinition, partitions: dg.TimeWindowPartitionsDefinition, settings: Settings
+) -> list[dg.ScheduleDefinition]:
+    @dg.schedule(
+        name="nightly_full_sync",
+        job=job,
+        cron_schedule=settings.full_sync_cron,
+        execution_timezone=settings.schedule_timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Full reconciliation: every entity, then a verified sweep for deletions.",
+    )
+    def nightly_full_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
+        return dg.RunRequest(
+            run_config=_all_types_config("full"),
+            tags={
+                RANGE_START: keys[0],
+                RANGE_END: keys[-1],
+                "stash/launched_by": "schedule",
+                "stash/sync_type": "full",
+            },
+        )
+
+    @dg.schedule(
+        name="interval_incremental_sync",
+        job=job,
+        cron_schedule=settings.incremental_cron,
+        execution_timezone=settings.schedule_timezone,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Incremental sync of every type on a fixed interval (the smart sensor usually suffices).",
+    )
+    def interval_incremental_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
+        # The whole range: the run reads from each type's own cursor, whatever the partitions.
+        return dg.RunRequest(
+            run_config=_all_types_config("incremental"),
+            tags={
+                RANGE_START: keys[0],
+                RANGE_END: keys[-1],
+                "stash/launched_by": "schedule",
+                "stash/sync_type": "incremental",
+            },
+        )
+
+    return [nightly_full_sync, interval_incremental_sync]

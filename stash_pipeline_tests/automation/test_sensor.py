@@ -1,0 +1,162 @@
+"""The smart-sync sensor against a real fake Stash and a real Dagster test instance."""
+
+import dagster as dg
+import duckdb
+import pytest
+
+from stash_pipeline.definitions import build_definitions
+from stash_pipeline.fakestash.app import FakeStash
+from stash_pipeline.fakestash.generator import LibrarySize
+from stash_pipeline.settings import Settings
+from stash_pipeline_tests.expected_mirror import mirror_differences
+from stash_pipeline_tests.sync_harness import PARTITION_START, all_partition_tags
+
+
+@pytest.fixture
+def world(tmp_path, make_fake_server):
+    fake = FakeStash.generated(LibrarySize(scenes=80, images=240), seed=11)
+    server = make_fake_server(fake)
+    settings = Settings(
+        stash_url=server.url,
+        db_path=str(tmp_path / "m.duckdb"),
+        partition_start=PARTITION_START,
+        page_size=100,
+    )
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        yield fake, defs, instance, settings
+
+
+def full_sync(defs, instance):
+    job = defs.resolve_job_def("stash_sync")
+    config = {
+        "ops": {k.path[-1]: {"config": {"mode": "full"}} for k in job.asset_layer.executable_asset_keys}
+    }
+    result = job.execute_in_process(instance=instance, run_config=config, tags=all_partition_tags())
+    assert result.success
+
+
+def tick(defs, instance, sensor_name="stash_smart_sync"):
+    sensor = defs.resolve_sensor_def(sensor_name)
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"stash": defs.resources["stash"]}
+    )
+    return sensor.evaluate_tick(context)
+
+
+def launch(defs, instance, request):
+    job = defs.resolve_job_def("stash_sync")
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=request.asset_selection,
+        run_config=request.run_config,
+        tags=request.tags,
+    )
+
+
+def test_unchanged_stash_costs_one_request_and_launches_nothing(world):
+    fake, defs, instance, _settings = world
+    full_sync(defs, instance)
+    before = fake.request_count
+    result = tick(defs, instance)
+    assert fake.request_count - before <= 2
+    assert result.run_requests == []
+    assert "no change" in result.skip_message
+
+
+def test_one_scene_edit_launches_one_scenes_run_and_derived_follow(world):
+    fake, defs, instance, settings = world
+    derived = dg.AssetKey("scene_inherited_tags")
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    full_sync(defs, instance)
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
+    assert evaluation.get_num_requested(derived) == 1
+    derived_job = defs.resolve_implicit_global_asset_job_def()
+    derived_keys = [
+        k
+        for k in defs.resolve_asset_graph().get_all_asset_keys()
+        if k.path[-1] not in {"studios", "tags", "performers", "groups", "galleries", "scenes", "images"}
+    ]
+    assert derived_job.execute_in_process(instance=instance, asset_selection=derived_keys).success
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
+    assert evaluation.get_num_requested(derived) == 0
+    scene = fake.truth()["scenes"][3]["id"]
+    fake.mutations.update("scene", scene, title="edited for the sensor")
+    result = tick(defs, instance)
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.asset_selection == [dg.AssetKey("scenes")]
+    assert (
+        request.tags["dagster/asset_partition_range_end"] == request.tags["dagster/asset_partition_range_end"]
+    )
+    run = launch(defs, instance, request)
+    assert run.success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    # The derived tables follow any upstream materialization, whoever launched it.
+    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
+    assert evaluation.get_num_requested(derived) == 1
+    # And the next tick sees nothing new.
+    assert tick(defs, instance).run_requests == []
+
+
+def test_performer_deletion_launches_a_run_that_removes_it(world):
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    performer = fake.truth()["performers"][2]["id"]
+    fake.mutations.destroy("performer", [performer])
+    result = tick(defs, instance)
+    assert [r.asset_selection for r in result.run_requests] == [[dg.AssetKey("performers")]]
+    assert launch(defs, instance, result.run_requests[0]).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM performers WHERE id = ?", [performer]).fetchall() == [(0,)]
+        assert mirror_differences(con, fake.truth()) == []
+
+
+def test_same_state_gives_the_same_run_key(world):
+    fake, defs, instance, _settings = world
+    full_sync(defs, instance)
+    fake.mutations.update("tag", fake.truth()["tags"][0]["id"], description="x")
+    first, second = tick(defs, instance), tick(defs, instance)
+    assert first.run_requests[0].run_key == second.run_requests[0].run_key
+
+
+def test_stash_down_skips_with_a_reason(world, tmp_path):
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    dead = build_definitions(
+        Settings(
+            stash_url="http://127.0.0.1:9",
+            db_path=settings.db_path,
+            partition_start=PARTITION_START,
+            retries=0,
+        )
+    )
+    result = tick(dead, instance)
+    assert result.run_requests == []
+    assert "unreachable" in result.skip_message
+
+
+def test_no_request_while_a_sync_run_is_active(world):
+    fake, defs, instance, _settings = world
+    full_sync(defs, instance)
+    fake.mutations.update("scene", fake.truth()["scenes"][0]["id"], title="changed")
+    job = defs.resolve_job_def("stash_sync")
+    instance.create_run_for_job(
+        job_def=job, status=dg.DagsterRunStatus.STARTED, asset_selection=frozenset({dg.AssetKey("scenes")})
+    )
+    result = tick(defs, instance)
+    assert result.run_requests == []
+    assert "queued or running" in result.skip_message
+
+
+def test_sensors_and_schedules_defaults(world):
+    _fake, defs, _instance, _settings = world
+    assert defs.resolve_sensor_def("stash_smart_sync").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("derived_automation").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_schedule_def("nightly_full_sync").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_schedule_def("nightly_full_sync").cron_schedule == "0 3 * * *"
+    assert (
+        defs.resolve_schedule_def("interval_incremental_sync").default_status
+        == dg.DefaultScheduleStatus.STOPPED
+    )

@@ -1,0 +1,845 @@
+"""Benchmark of the sync: a full sync of a generated library against the download-and-parse floor,
+an incremental sync of 1,000 changes, and the rebuild of the derived tables.
+
+    python -m stash_pipeline_tests.benchmarks.bench_sync                  # 20k scenes, 100k images
+    python -m stash_pipeline_tests.benchmarks.bench_sync --scale large    # + 200k scenes, 1M images
+    python -m stash_pipeline_tests.benchmarks.bench_sync --skip-cli --page-sizes 500,1000,2000,5000
+    python -m stash_pipeline_tests.benchmarks.bench_sync --profile /tmp/engine.prof   # cProfile
+
+Every party runs in its own process, so that no two share a GIL and each peak RSS is its own
+(read with ``os.wait4`` when the child exits):
+- the fake Stash (``stash-pipeline fake-stash --port 0``), generated once per scale;
+- the floor: ``StashClient.iter_pages`` over every type, JSON parsed (inside the client), the pages
+  discarded, same page size: what a sync cannot beat;
+- the bare engine: ``mirror.sync.EntitySync`` for each spec in order on a fresh DuckDB file (what the
+  sync itself costs, without Dagster), instrumented per phase (shape / merge / id sweep);
+- the CLI: ``stash-pipeline sync --full`` with its own DAGSTER_HOME and database (Dagster's import
+  and event overhead included, and the derived assets it materializes in the same run);
+- the derived tables: ``mirror.derived.rebuild`` of each table on the engine's synced library.
+Then 1,000 entities (mostly scenes and images) are changed through the fake's ``/control``
+endpoint and both the engine and the CLI run an incremental sync of them.
+
+Goals (issue "make bench"): full sync <= 1.5x the floor; peak RSS at the large scale <= 1.5x the
+peak at the default scale (with ``--scale large`` the default scale is run first as the reference);
+incremental time for 1,000 changes about the same at both scales; derived rebuild in seconds.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCALES = {"default": (20_000, 100_000), "large": (200_000, 1_000_000)}
+GOAL_FLOOR_RATIO = 1.5
+GOAL_RSS_RATIO = 1.5
+GOAL_INCREMENTAL_RATIO = 1.5  # "about the same": large within 1.5x of default
+GOAL_DERIVED_S = 10.0  # "seconds, not minutes" for every derived table together
+CHANGES = 1000
+# How the 1,000 changes spread over the types (mostly scenes and images), and the field each edits.
+CHANGE_MIX = {
+    "scene": (450, "details"),
+    "image": (450, "details"),
+    "gallery": (40, "details"),
+    "performer": (30, "details"),
+    "tag": (10, "description"),
+    "studio": (10, "details"),
+    "group": (10, "synopsis"),
+}
+THIS = "stash_pipeline_tests.benchmarks.bench_sync"
+
+
+# ================================================================================ children
+def _emit(result: dict[str, Any]) -> None:
+    """A child's answer: one JSON line, last on stdout."""
+    import resource
+
+    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def child_floor(cfg: dict[str, Any]) -> None:
+    """Download and parse every page of every type, discarding them."""
+    from stash_pipeline.stash.client import StashClient
+    from stash_pipeline.stash.entities import ENTITY_SPECS
+
+    types: dict[str, Any] = {}
+    with StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
+        client.health()
+        started = time.perf_counter()
+        for spec in ENTITY_SPECS:
+            t0 = time.perf_counter()
+            rows = pages = 0
+            for page in client.iter_pages(spec, None, page_size=cfg["page_size"]):
+                rows += len(page.items)
+                pages += 1
+            types[spec.name] = {"rows": rows, "pages": pages, "seconds": time.perf_counter() - t0}
+        seconds = time.perf_counter() - started
+        requests = client.requests_sent
+    _emit({"seconds": seconds, "types": types, "requests": requests})
+
+
+class _Timer:
+    """Accumulates the time spent in wrapped callables, by phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, phase: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+                self.calls[phase] = self.calls.get(phase, 0) + 1
+
+        return timed
+
+
+def child_engine(cfg: dict[str, Any]) -> None:
+    """``EntitySync`` for every spec in order on one DuckDB file: the sync without Dagster."""
+    import duckdb
+
+    from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
+    from stash_pipeline.stash.client import StashClient
+    from stash_pipeline.stash.entities import ENTITY_SPECS
+
+    profiler = None
+    if cfg.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+    options = SyncOptions(page_size=cfg["page_size"], prefetch=cfg["prefetch"])
+    types: dict[str, Any] = {}
+    started = time.perf_counter()
+    con = duckdb.connect(cfg["db"])
+    if profiler:
+        profiler.enable()
+    with StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
+        for spec in ENTITY_SPECS:
+            timer = _Timer()
+            sync = EntitySync(spec, client, con, options)
+            # Per-phase timing through instance attributes (the engine's code is untouched).
+            sync.shaper.shape = timer.wrap("shape", sync.shaper.shape)
+            sync.merger.merge = timer.wrap("merge", sync.merger.merge)
+            for name, phase in (
+                ("sweep_ids", "sweep"),
+                ("count_many", "counts"),
+                ("count", "counts"),
+                ("latest_updated_at", "counts"),
+                ("fetch_by_ids", "by_ids"),
+            ):
+                setattr(client, name, timer.wrap(phase, getattr(StashClient, name).__get__(client)))
+            sync._local_ids_not_in = timer.wrap("local_ids_not_in", sync._local_ids_not_in)
+            t0 = time.perf_counter()
+            report = sync.run(SyncRequest(spec.name, cfg["mode"], cfg["run_id"]))
+            types[spec.name] = {
+                "seconds": time.perf_counter() - t0,
+                "rows": report.fetched,
+                "pages": report.pages,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "deleted": report.deleted,
+                "skipped": report.skipped,
+                "sync_type": report.sync_type,
+                "phases": timer.seconds,
+            }
+            for name in ("sweep_ids", "count_many", "count", "latest_updated_at", "fetch_by_ids"):
+                delattr(client, name)
+        requests = client.requests_sent
+    if profiler:
+        profiler.disable()
+    sync_seconds = time.perf_counter() - started
+    memory = con.execute("SELECT sum(memory_usage_bytes) / 1e6 FROM duckdb_memory()").fetchall()[0][0]
+    t0 = time.perf_counter()
+    con.close()
+    close_seconds = time.perf_counter() - t0
+    if profiler:
+        profiler.dump_stats(cfg["profile"])
+    _emit(
+        {
+            "seconds": sync_seconds + close_seconds,
+            "close_seconds": close_seconds,
+            "types": types,
+            "requests": requests,
+            "duckdb_memory_mb": memory,
+            "db_mb": os.path.getsize(cfg["db"]) / 1e6,
+        }
+    )
+
+
+def child_derived(cfg: dict[str, Any]) -> None:
+    """Rebuild every derived table, one by one, on a synced mirror."""
+    import duckdb
+
+    from stash_pipeline.mirror.derived import DERIVED_TABLES, rebuild
+
+    con = duckdb.connect(cfg["db"])
+    tables = {}
+    started = time.perf_counter()
+    for table in DERIVED_TABLES:
+        t0 = time.perf_counter()
+        rows = rebuild(con, table)
+        tables[table.name] = {"rows": rows, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - started
+    con.close()
+    _emit({"seconds": seconds, "tables": tables})
+
+
+def child_import() -> None:
+    """What the CLI pays before it syncs anything: importing Dagster and building the definitions."""
+    t0 = time.perf_counter()
+    import stash_pipeline.definitions  # noqa: F401
+
+    _emit({"seconds": time.perf_counter() - t0})
+
+
+CHILDREN = {"floor": child_floor, "engine": child_engine, "derived": child_derived}
+
+
+# ================================================================================ parent side
+@dataclass
+class Proc:
+    """A finished child: its answer, wall time and peak RSS (from ``wait4``)."""
+
+    result: dict[str, Any]
+    seconds: float
+    maxrss_mb: float
+    stdout: str = ""
+    stderr: str = ""
+
+
+def _run(command: list[str], *, env: dict[str, str] | None = None, cwd: str | None = None) -> Proc:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    result: dict[str, Any] = {}
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                result = json.loads(line)
+                break
+            except json.JSONDecodeError:
+                pass
+    result["returncode"] = process.returncode
+    if process.returncode not in (0, 2):
+        tail = "\n".join((stdout + stderr).strip().splitlines()[-25:])
+        raise RuntimeError(f"{' '.join(command[:6])}... exited {process.returncode}:\n{tail}")
+    return Proc(result, seconds, usage.ru_maxrss / 1024, stdout, stderr)
+
+
+def _child(kind: str, cfg: dict[str, Any]) -> Proc:
+    return _run([sys.executable, "-m", THIS, "--child", kind, json.dumps(cfg)])
+
+
+def _cli_command() -> list[str]:
+    script = Path(sys.executable).with_name("stash-pipeline")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stash_pipeline.cli"]
+
+
+class FakeServer:
+    """``stash-pipeline fake-stash --port 0`` in its own process."""
+
+    def __init__(self, scenes: int, images: int, seed: int = 1) -> None:
+        command = [*_cli_command(), "fake-stash", "--port", "0", "--seed", str(seed)]
+        command += ["--scenes", str(scenes), "--images", str(images)]
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1
+        )
+        self.url = ""
+        self.counts_line = ""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("fake Stash serving"):
+                self.counts_line = line.strip()
+            if line.startswith("STASH_URL="):
+                self.url = line.strip().split("=", 1)[1]
+                break
+        if not self.url:
+            self.process.kill()
+            raise RuntimeError("the fake Stash did not start")
+        self.startup_seconds = time.perf_counter() - started
+        self.maxrss_mb: float | None = None
+
+    def control(self, body: dict[str, Any]) -> Any:
+        import httpx
+
+        response = httpx.post(f"{self.url}/control", json=body, timeout=600)
+        response.raise_for_status()
+        return response.json()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            _pid, _status, usage = os.wait4(self.process.pid, 0)
+            self.maxrss_mb = usage.ru_maxrss / 1024
+        except ChildProcessError:
+            pass
+
+
+def mutate(fake: FakeServer, changes: int, seed: int = 7) -> dict[str, int]:
+    """Change ``changes`` entities through /control: per type a few single updates, the rest bulk."""
+    counts = fake.control({"action": "stats"})["counts"]
+    rnd = random.Random(seed)
+    total_weight = sum(n for n, _f in CHANGE_MIX.values())
+    done: dict[str, int] = {}
+    for kind, (weight, field_name) in CHANGE_MIX.items():
+        available = counts.get(kind, 0)
+        n = min(available, round(changes * weight / total_weight))
+        if n <= 0:
+            continue
+        ids = sorted(rnd.sample(range(1, available + 1), n))  # generated ids are 1..count
+        singles, bulk = ids[: max(1, n // 10)], ids[max(1, n // 10) :]
+        for entity_id in singles:
+            fake.control(
+                {
+                    "action": "mutate",
+                    "method": "update",
+                    "args": {"kind": kind, "id": entity_id, field_name: f"bench edit {entity_id}"},
+                }
+            )
+        for start in range(0, len(bulk), 100):
+            chunk = bulk[start : start + 100]
+            fake.control(
+                {
+                    "action": "mutate",
+                    "method": "bulk_update",
+                    "args": {"kind": kind, "ids": chunk, field_name: "bench bulk edit"},
+                }
+            )
+        done[kind] = n
+    return done
+
+
+@dataclass
+class ScaleResult:
+    scale: str
+    scenes: int
+    images: int
+    entities: int = 0
+    fake_startup_s: float = 0.0
+    fake_maxrss_mb: float | None = None
+    floor: Proc | None = None
+    engine_full: Proc | None = None
+    cli_full: Proc | None = None
+    cli_steps_full: dict[str, float] = field(default_factory=dict)
+    derived: Proc | None = None
+    changes: dict[str, int] = field(default_factory=dict)
+    engine_incr: Proc | None = None
+    cli_incr: Proc | None = None
+    cli_steps_incr: dict[str, float] = field(default_factory=dict)
+    sweep: list[tuple[int, Proc, Proc]] = field(default_factory=list)  # (page size, floor, engine)
+
+
+_STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ([\d.]+)(ms|s|m)')
+
+
+def _cli_steps(stderr: str) -> dict[str, float]:
+    steps: dict[str, float] = {}
+    for name, value, unit in _STEP_RE.findall(stderr):
+        steps[name] = float(value) * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+    return steps
+
+
+def run_cli(url: str, workdir: Path, page_size: int, full: bool) -> Proc:
+    env = os.environ.copy()
+    env.update(
+        {
+            "STASH_URL": url,
+            "STASH_PAGE_SIZE": str(page_size),
+            "STASH_PIPELINE_DB": str(workdir / "cli.duckdb"),
+            "DAGSTER_HOME": str(workdir / "dagster_home"),
+        }
+    )
+    env.pop("STASH_API_KEY", None)
+    (workdir / "dagster_home").mkdir(exist_ok=True)
+    command = [*_cli_command(), "sync"] + (["--full"] if full else [])
+    return _run(command, env=env, cwd=str(workdir))
+
+
+def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, workdir: Path) -> ScaleResult:
+    res = ScaleResult(scale, scenes, images)
+    log = _logger(scale)
+    log(f"starting the fake Stash ({scenes:,} scenes, {images:,} images)")
+    fake = FakeServer(scenes, images)
+    try:
+        res.fake_startup_s = fake.startup_seconds
+        counts = fake.control({"action": "stats"})["counts"]
+        res.entities = sum(counts.values())
+        log(f"fake up in {fake.startup_seconds:.1f}s: {counts}")
+        base = {"url": fake.url, "page_size": args.page_size, "prefetch": args.prefetch}
+        log("floor: download and parse every page")
+        res.floor = _child("floor", base)
+        log(f"floor {res.floor.result['seconds']:.1f}s")
+        engine_db = workdir / f"engine-{scale}.duckdb"
+        log("bare engine: full sync")
+        res.engine_full = _child(
+            "engine",
+            {
+                **base,
+                "db": str(engine_db),
+                "mode": "full",
+                "run_id": f"bench-full-{scale}",
+                "profile": args.profile if scale == args.profile_scale else None,
+            },
+        )
+        log(f"engine full {res.engine_full.result['seconds']:.1f}s, {res.engine_full.maxrss_mb:,.0f} MB")
+        if not args.skip_derived:
+            log("derived tables")
+            res.derived = _child("derived", {"db": str(engine_db)})
+            log(f"derived {res.derived.result['seconds']:.1f}s")
+        cli_dir = workdir / f"cli-{scale}"
+        cli_dir.mkdir(exist_ok=True)
+        if not args.skip_cli:
+            log("CLI: stash-pipeline sync --full")
+            res.cli_full = run_cli(fake.url, cli_dir, args.page_size, full=True)
+            res.cli_steps_full = _cli_steps(res.cli_full.stderr)
+            log(f"CLI full {res.cli_full.seconds:.1f}s, {res.cli_full.maxrss_mb:,.0f} MB")
+        log(f"mutating {args.changes} entities through /control")
+        res.changes = mutate(fake, args.changes)
+        log("bare engine: incremental sync")
+        res.engine_incr = _child(
+            "engine",
+            {**base, "db": str(engine_db), "mode": "incremental", "run_id": f"bench-incr-{scale}"},
+        )
+        log(f"engine incremental {res.engine_incr.result['seconds']:.2f}s")
+        if not args.skip_cli:
+            log("CLI: stash-pipeline sync (incremental)")
+            res.cli_incr = run_cli(fake.url, cli_dir, args.page_size, full=False)
+            res.cli_steps_incr = _cli_steps(res.cli_incr.stderr)
+            log(f"CLI incremental {res.cli_incr.seconds:.1f}s")
+        for size in args.page_sizes:
+            log(f"page size {size}: floor and bare-engine full sync")
+            cfg = {**base, "page_size": size}
+            floor = _child("floor", cfg)
+            db = workdir / f"sweep-{scale}-{size}.duckdb"
+            engine = _child("engine", {**cfg, "db": str(db), "mode": "full", "run_id": f"bench-ps{size}"})
+            db.unlink(missing_ok=True)
+            res.sweep.append((size, floor, engine))
+            log(
+                f"page size {size}: floor {floor.result['seconds']:.1f}s, engine {engine.result['seconds']:.1f}s"
+            )
+    finally:
+        fake.close()
+        res.fake_maxrss_mb = fake.maxrss_mb
+    return res
+
+
+def _logger(scale: str) -> Any:
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{scale} {time.perf_counter() - started:7.1f}s] {message}", flush=True)
+
+    return log
+
+
+# ================================================================================ report
+@dataclass
+class Row:
+    measure: str
+    items: int | None = None
+    seconds: float | None = None
+    peak_mb: float | None = None
+    ratio: str = ""
+    goal: str = ""
+    ok: bool | None = None
+
+
+def _ok(ok: bool | None) -> str:
+    return "" if ok is None else ("yes" if ok else "NO")
+
+
+def rows_for(res: ScaleResult) -> list[Row]:
+    rows: list[Row] = []
+    tag = f"{res.scale}"
+    n = res.entities
+    rows.append(
+        Row(f"[{tag}] fake Stash: generate + start (own process)", n, res.fake_startup_s, res.fake_maxrss_mb)
+    )
+    floor_s = res.floor.result["seconds"] if res.floor else None
+    if res.floor:
+        rows.append(Row(f"[{tag}] floor: download + parse all pages", n, floor_s, res.floor.maxrss_mb))
+    if res.engine_full:
+        e = res.engine_full
+        ratio = e.result["seconds"] / floor_s if floor_s else None
+        rows.append(
+            Row(
+                f"[{tag}] bare engine full sync (EntitySync x7)",
+                n,
+                e.result["seconds"],
+                e.maxrss_mb,
+                f"{ratio:.2f}x floor" if ratio else "",
+                f"<= {GOAL_FLOOR_RATIO}x floor",
+                ratio <= GOAL_FLOOR_RATIO if ratio else None,
+            )
+        )
+    if res.cli_full:
+        c = res.cli_full
+        steps = sum(v for k, v in res.cli_steps_full.items() if k in _ENTITY_NAMES)
+        ratio = c.seconds / floor_s if floor_s else None
+        rows.append(
+            Row(
+                f"[{tag}] CLI sync --full (process wall, incl. derived)",
+                n,
+                c.seconds,
+                c.maxrss_mb,
+                f"{ratio:.2f}x floor" if ratio else "",
+                f"<= {GOAL_FLOOR_RATIO}x floor",
+                ratio <= GOAL_FLOOR_RATIO if ratio else None,
+            )
+        )
+        if steps:
+            rows.append(
+                Row(
+                    f"[{tag}]   CLI entity steps only (Dagster step times)",
+                    n,
+                    steps,
+                    None,
+                    f"{steps / floor_s:.2f}x floor" if floor_s else "",
+                )
+            )
+    if res.derived:
+        d = res.derived
+        rows.append(
+            Row(
+                f"[{tag}] derived: rebuild all {len(d.result['tables'])} tables",
+                None,
+                d.result["seconds"],
+                d.maxrss_mb,
+                goal=f"< {GOAL_DERIVED_S:.0f} s",
+                ok=d.result["seconds"] < GOAL_DERIVED_S,
+            )
+        )
+    changes = sum(res.changes.values())
+    if res.engine_incr:
+        rows.append(
+            Row(
+                f"[{tag}] bare engine incremental ({changes} changes)",
+                _fetched(res.engine_incr),
+                res.engine_incr.result["seconds"],
+                res.engine_incr.maxrss_mb,
+            )
+        )
+    if res.cli_incr:
+        rows.append(
+            Row(
+                f"[{tag}] CLI sync incremental ({changes} changes, incl. derived)",
+                None,
+                res.cli_incr.seconds,
+                res.cli_incr.maxrss_mb,
+            )
+        )
+    return rows
+
+
+_ENTITY_NAMES = ("studios", "tags", "performers", "groups", "galleries", "scenes", "images")
+
+
+def _fetched(proc: Proc) -> int:
+    return sum(t["rows"] for t in proc.result["types"].values())
+
+
+def compare_rows(ref: ScaleResult, big: ScaleResult) -> list[Row]:
+    rows = []
+    for label, a, b in (
+        ("bare engine full sync", ref.engine_full, big.engine_full),
+        ("CLI sync --full", ref.cli_full, big.cli_full),
+    ):
+        if a and b:
+            ratio = b.maxrss_mb / a.maxrss_mb
+            rows.append(
+                Row(
+                    f"peak RSS {label}: {big.scale} / {ref.scale}",
+                    None,
+                    None,
+                    b.maxrss_mb,
+                    f"{ratio:.2f}x",
+                    f"<= {GOAL_RSS_RATIO}x",
+                    ratio <= GOAL_RSS_RATIO,
+                )
+            )
+    for label, a, b in (
+        ("bare engine incremental", ref.engine_incr, big.engine_incr),
+        ("CLI incremental", ref.cli_incr, big.cli_incr),
+    ):
+        if a and b:
+            sa = a.result.get("seconds", a.seconds)
+            sb = b.result.get("seconds", b.seconds)
+            ratio = sb / sa
+            rows.append(
+                Row(
+                    f"{label} time: {big.scale} / {ref.scale}",
+                    None,
+                    sb,
+                    None,
+                    f"{ratio:.2f}x",
+                    f"<= {GOAL_INCREMENTAL_RATIO}x",
+                    ratio <= GOAL_INCREMENTAL_RATIO,
+                )
+            )
+    return rows
+
+
+def print_table(title: str, headers: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def print_main(rows: list[Row]) -> None:
+    table = [
+        (
+            r.measure,
+            f"{r.items:,}" if r.items is not None else "",
+            f"{r.seconds:.2f}" if r.seconds is not None else "",
+            f"{r.items / r.seconds:,.0f}" if r.items and r.seconds else "",
+            f"{r.peak_mb:,.0f} MB" if r.peak_mb is not None else "",
+            r.ratio,
+            r.goal,
+            _ok(r.ok),
+        )
+        for r in rows
+    ]
+    print_table(
+        "RESULTS", ("measure", "entities", "seconds", "entities/s", "peak RSS", "ratio", "goal", "ok"), table
+    )
+
+
+def print_details(res: ScaleResult) -> None:
+    if res.floor and res.engine_full:
+        table = []
+        phases_seen: list[str] = []
+        for t in res.engine_full.result["types"].values():
+            for p in t["phases"]:
+                if p not in phases_seen:
+                    phases_seen.append(p)
+        for name, t in res.engine_full.result["types"].items():
+            f = res.floor.result["types"].get(name, {})
+            table.append(
+                (
+                    name,
+                    f"{t['rows']:,}",
+                    str(t["pages"]),
+                    f"{f.get('seconds', 0):.2f}",
+                    f"{t['seconds']:.2f}",
+                    f"{t['seconds'] / f['seconds']:.2f}x" if f.get("seconds") else "",
+                    *(f"{t['phases'].get(p, 0):.2f}" for p in phases_seen),
+                    f"{res.cli_steps_full.get(name, 0):.2f}" if res.cli_steps_full else "",
+                )
+            )
+        e = res.engine_full.result
+        table.append(
+            (
+                "(close/checkpoint)",
+                "",
+                "",
+                "",
+                f"{e['close_seconds']:.2f}",
+                "",
+                *("" for _ in phases_seen),
+                "",
+            )
+        )
+        print_table(
+            f"[{res.scale}] full sync per type (seconds; DuckDB file {e['db_mb']:,.0f} MB, DuckDB memory at end {e['duckdb_memory_mb'] or 0:,.0f} MB)",
+            ("type", "rows", "pages", "floor", "engine", "ratio", *phases_seen, "CLI step"),
+            table,
+        )
+    if res.engine_incr:
+        table = []
+        for name, t in res.engine_incr.result["types"].items():
+            table.append(
+                (
+                    name,
+                    t["sync_type"] + (" (skip)" if t["skipped"] else ""),
+                    f"{t['rows']:,}",
+                    str(t["updated"]),
+                    str(t["created"]),
+                    f"{t['seconds']:.3f}",
+                    ", ".join(f"{k} {v:.3f}" for k, v in t["phases"].items()),
+                    f"{res.cli_steps_incr.get(name, 0):.2f}" if res.cli_steps_incr else "",
+                )
+            )
+        print_table(
+            f"[{res.scale}] incremental sync of {sum(res.changes.values())} changes {res.changes}",
+            ("type", "mode", "fetched", "updated", "created", "engine s", "phases", "CLI step"),
+            table,
+        )
+    if res.derived:
+        table = [
+            (name, f"{t['rows']:,}", f"{t['seconds']:.2f}")
+            for name, t in res.derived.result["tables"].items()
+        ]
+        cli = {k: v for k, v in res.cli_steps_full.items() if k not in _ENTITY_NAMES}
+        if cli:
+            table.append(("(CLI: derived steps, Dagster step times)", "", f"{sum(cli.values()):.2f}"))
+        print_table(
+            f"[{res.scale}] derived tables (mirror.derived.rebuild)", ("table", "rows", "seconds"), table
+        )
+    if res.sweep:
+        table = []
+        for size, floor, engine in res.sweep:
+            fs, es = floor.result["seconds"], engine.result["seconds"]
+            table.append(
+                (
+                    str(size),
+                    f"{fs:.2f}",
+                    f"{res.entities / fs:,.0f}",
+                    f"{floor.maxrss_mb:,.0f} MB",
+                    f"{es:.2f}",
+                    f"{res.entities / es:,.0f}",
+                    f"{engine.maxrss_mb:,.0f} MB",
+                    f"{es / fs:.2f}x",
+                )
+            )
+        print_table(
+            f"[{res.scale}] page size (floor and bare-engine full sync)",
+            (
+                "page size",
+                "floor s",
+                "floor ent/s",
+                "floor RSS",
+                "engine s",
+                "engine ent/s",
+                "engine RSS",
+                "ratio",
+            ),
+            table,
+        )
+
+
+def to_json(res: ScaleResult) -> dict[str, Any]:
+    def proc(p: Proc | None) -> dict[str, Any] | None:
+        return None if p is None else {"wall_seconds": p.seconds, "maxrss_mb": p.maxrss_mb, **p.result}
+
+    return {
+        "scale": res.scale,
+        "scenes": res.scenes,
+        "images": res.images,
+        "entities": res.entities,
+        "fake_startup_s": res.fake_startup_s,
+        "fake_maxrss_mb": res.fake_maxrss_mb,
+        "floor": proc(res.floor),
+        "engine_full": proc(res.engine_full),
+        "cli_full": proc(res.cli_full),
+        "cli_steps_full": res.cli_steps_full,
+        "derived": proc(res.derived),
+        "changes": res.changes,
+        "engine_incr": proc(res.engine_incr),
+        "cli_incr": proc(res.cli_incr),
+        "cli_steps_incr": res.cli_steps_incr,
+        "page_sizes": [{"page_size": s, "floor": proc(f), "engine": proc(e)} for s, f, e in res.sweep],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="default")
+    parser.add_argument("--scenes", type=int, default=None, help="override the scale's scene count")
+    parser.add_argument("--images", type=int, default=None, help="override the scale's image count")
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--prefetch", type=int, default=2, help="SyncOptions.prefetch of the bare engine")
+    parser.add_argument("--changes", type=int, default=CHANGES)
+    parser.add_argument(
+        "--page-sizes",
+        default="",
+        help="comma-separated page sizes for an extra floor + bare-engine comparison, e.g. 500,1000,2000,5000",
+    )
+    parser.add_argument("--skip-cli", action="store_true", help="skip the `stash-pipeline sync` runs")
+    parser.add_argument("--skip-derived", action="store_true")
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="with --scale large, do not run the default scale first (no RSS / incremental ratios)",
+    )
+    parser.add_argument("--profile", default=None, help="cProfile the bare-engine full sync into this file")
+    parser.add_argument("--json", default=None, help="also write the raw results to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (DuckDB files)")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "CONFIG"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        kind, cfg = args.child
+        if kind == "import":
+            child_import()
+        else:
+            CHILDREN[kind](json.loads(cfg))
+        return 0
+
+    args.page_sizes = [int(s) for s in args.page_sizes.split(",") if s.strip()]
+    scenes, images = SCALES[args.scale]
+    scenes = args.scenes if args.scenes is not None else scenes
+    images = args.images if args.images is not None else images
+    args.profile_scale = args.scale
+    plan: list[tuple[str, int, int]] = []
+    if args.scale != "default" and not args.no_reference:
+        plan.append(("default", *SCALES["default"]))
+    plan.append((args.scale, scenes, images))
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_sync_"))
+    results: list[ScaleResult] = []
+    try:
+        cli_import = None if args.skip_cli else _run([sys.executable, "-m", THIS, "--child", "import", "{}"])
+        for scale, s, i in plan:
+            # The reference run needs no page-size sweep.
+            sub = argparse.Namespace(**vars(args))
+            if scale != args.scale:
+                sub.page_sizes = []
+            results.append(run_scale(scale, s, i, sub, workdir))
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    rows: list[Row] = []
+    if cli_import:
+        rows.append(
+            Row(
+                "CLI start-up: import dagster + build definitions",
+                None,
+                cli_import.result["seconds"],
+                cli_import.maxrss_mb,
+            )
+        )
+    for res in results:
+        rows += rows_for(res)
+    if len(results) == 2:
+        rows += compare_rows(results[0], results[1])
+    for res in results:
+        print_details(res)
+    print_main(rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps([to_json(r) for r in results], indent=1, default=str))
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
