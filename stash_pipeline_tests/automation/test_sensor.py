@@ -121,8 +121,8 @@ def test_same_state_gives_the_same_run_key(world):
     assert first.run_requests[0].run_key == second.run_requests[0].run_key
 
 
-def test_stash_down_skips_with_a_reason(world, tmp_path):
-    fake, defs, instance, settings = world
+def test_stash_down_skips_with_a_reason(world):
+    _fake, defs, instance, settings = world
     full_sync(defs, instance)
     dead = build_definitions(
         Settings(
