@@ -5,6 +5,7 @@ import time
 import click
 
 from stash_pipeline.cli_sync import register as register_sync_commands
+from stash_pipeline.cli_sync import register_history
 
 
 @click.group()
@@ -63,6 +64,7 @@ def fake_stash(
 
 
 register_sync_commands(main)
+register_history(main)
 
 
 if __name__ == "__main__":

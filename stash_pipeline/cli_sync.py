@@ -50,7 +50,32 @@ def _print_outcome(outcome) -> None:
         )
 
 
-def _run(**kwargs) -> int:
+class ProgressBars:
+    """One tqdm bar per entity type, fed by the sync's progress events (same process)."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(event.entity_type)
+        if bar is None:
+            bar = tqdm(total=event.expected, desc=f"{event.entity_type:<11}", unit=" rows", leave=True)
+            self.bars[event.entity_type] = bar
+        if event.expected and bar.total != max(event.expected, event.fetched):
+            bar.total = max(event.expected, event.fetched)
+        bar.update(event.fetched - bar.n)
+        if event.done:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _run(verbose: bool = False, **kwargs) -> int:
+    from stash_pipeline import progress
     from stash_pipeline.definitions import defs
     from stash_pipeline.instance import persistent_instance
     from stash_pipeline.runner import run_sync
@@ -58,7 +83,19 @@ def _run(**kwargs) -> int:
 
     settings = Settings.from_env()
     instance = persistent_instance()
-    outcome = run_sync(defs, instance, overlap_seconds=settings.overlap_seconds, **kwargs)
+    bars = ProgressBars()
+    progress.add_listener(bars)
+    try:
+        outcome = run_sync(
+            defs,
+            instance,
+            overlap_seconds=settings.overlap_seconds,
+            log_level=None if verbose else "WARNING",
+            **kwargs,
+        )
+    finally:
+        progress.remove_listener(bars)
+        bars.close()
     _print_outcome(outcome)
     return outcome.exit_code
 
@@ -73,7 +110,10 @@ def register(main: click.Group) -> None:
     )
     @click.option("--types", default=None, help=f"Comma-separated subset of: {', '.join(TYPE_NAMES)}.")
     @click.option("--allow-mass-delete", is_flag=True, help="Apply deletes above the safety limit.")
-    def sync(full: bool, since: str | None, types: str | None, allow_mass_delete: bool) -> None:
+    @click.option("--verbose", "-v", is_flag=True, help="Show Dagster's run log on the console.")
+    def sync(
+        full: bool, since: str | None, types: str | None, allow_mass_delete: bool, verbose: bool
+    ) -> None:
         """Sync the mirror: incremental from the stored cursor (a type never synced gets a full sync)."""
         if full and since:
             raise click.UsageError("--full and --since exclude each other")
@@ -85,6 +125,7 @@ def register(main: click.Group) -> None:
             mode="full" if full else "incremental",
             since=since,
             allow_mass_delete=allow_mass_delete,
+            verbose=verbose,
         )
         sys.exit(code)
 
@@ -165,3 +206,53 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def register_history(main: click.Group) -> None:
+    @main.command("history")
+    @click.argument("entity_type")
+    @click.argument("entity_id", type=int)
+    def history(entity_type: str, entity_id: int) -> None:
+        """What happened to one entity: each run that touched it, and the full syncs of its type."""
+        from stash_pipeline.history import (
+            MirrorBusyError,
+            MirrorMissingError,
+            current_row,
+            entity_timeline,
+            format_timeline,
+            open_read_only,
+        )
+        from stash_pipeline.settings import Settings, load_env_file
+
+        load_env_file()
+        name = _parse_types(entity_type)[0]
+        try:
+            con = open_read_only(Settings.from_env().db_path)
+        except (MirrorBusyError, MirrorMissingError) as exc:
+            raise click.ClickException(str(exc)) from None
+        with con:
+            click.echo(
+                format_timeline(
+                    name, entity_id, current_row(con, name, entity_id), entity_timeline(con, name, entity_id)
+                )
+            )
+
+    @main.command("status")
+    def status() -> None:
+        """Per type: cursor, last full and incremental sync, local and Stash counts, last error."""
+        from stash_pipeline.history import (
+            MirrorBusyError,
+            MirrorMissingError,
+            format_status,
+            open_read_only,
+            status_rows,
+        )
+        from stash_pipeline.settings import Settings, load_env_file
+
+        load_env_file()
+        try:
+            con = open_read_only(Settings.from_env().db_path)
+        except (MirrorBusyError, MirrorMissingError) as exc:
+            raise click.ClickException(str(exc)) from None
+        with con:
+            click.echo(format_status(status_rows(con)))

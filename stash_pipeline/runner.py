@@ -88,6 +88,7 @@ def run_sync(
     allow_mass_delete: bool = False,
     overlap_seconds: float = 3600,
     with_derived: bool = True,
+    log_level: str | None = None,
 ) -> RunOutcome:
     """One Dagster run syncing ``types`` (all by default), then the derived assets."""
     names = [spec_for(t).name for t in types] if types else [s.name for s in ENTITY_SPECS]
@@ -115,10 +116,13 @@ def run_sync(
         graph = defs.resolve_asset_graph()
         derived_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == DERIVED_GROUP]
         selection += derived_keys
+    run_config: dict = {"ops": {n: {"config": config} for n in names}}
+    if log_level:
+        run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     result = job.execute_in_process(
         instance=instance,
         asset_selection=selection,
-        run_config={"ops": {n: {"config": config} for n in names}},
+        run_config=run_config,
         tags={**tags, "stash/sync_type": mode, "stash/launched_by": "cli"},
         raise_on_error=False,
     )

@@ -6,6 +6,7 @@ thanks to ``BackfillPolicy.single_run()``).  Run config can ask for an increment
 stored cursor) or a targeted resync of ids instead.
 """
 
+import time
 import uuid
 
 import dagster as dg
@@ -14,7 +15,8 @@ from pydantic import Field
 
 from stash_pipeline.assets.metadata import report_metadata
 from stash_pipeline.assets.partitions import monthly_partitions, window_for
-from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
+from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
+from stash_pipeline.progress import ProgressTracker
 from stash_pipeline.resources import StashResource
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec
@@ -82,17 +84,22 @@ def build_entity_asset(
         request = _request(context, spec, config, partitions)
         context.log.info(f"{spec.name}: {request.mode} sync, window {request.window.describe()}")
 
-        def progress(report, expected):
-            if expected:
-                pct = 100.0 * report.fetched / expected if expected else 100.0
-                context.log.info(
-                    f"{spec.name}: page {report.pages}, {report.fetched}/{expected} ({pct:.0f}%), "
-                    f"created {report.created}, updated {report.updated}"
-                )
+        tracker = ProgressTracker(spec.name, context.log.info)
+
+        def progress(report: SyncReport, expected: int | None) -> None:
+            tracker.update(report.fetched, expected, report.pages)
 
         with stash.client() as client, mirror.get_connection() as con:
-            sync = EntitySync(spec, client, con, sync_options(settings, config), progress=progress)
+            sync = EntitySync(
+                spec,
+                client,
+                con,
+                sync_options(settings, config),
+                progress=progress,
+                should_stop=cancellation_check(context),
+            )
             report = sync.run(request)
+            tracker.update(report.fetched, report.fetched, report.pages, done=True)
             metadata = report_metadata(con, spec, report, settings.overlap_seconds)
         if report.failed:
             context.log.warning(
@@ -102,6 +109,22 @@ def build_entity_asset(
         return dg.MaterializeResult(metadata=metadata, tags={"stash/sync_type": report.sync_type})
 
     return entity_asset
+
+
+def cancellation_check(context: dg.AssetExecutionContext, every_seconds: float = 2.0):
+    """Between pages: has someone asked Dagster to terminate this run?  (Checked every few seconds;
+    the page in flight is committed whole or rolled back, and the next run resumes.)"""
+    last = [0.0]
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if now - last[0] < every_seconds or context.run is None:
+            return False
+        last[0] = now
+        run = context.instance.get_run_by_id(context.run.run_id)
+        return run is not None and run.status == dg.DagsterRunStatus.CANCELING
+
+    return should_stop
 
 
 def _order(name: str) -> int:

@@ -16,6 +16,11 @@ Kinds (``params`` in brackets):
 - ``truncate_list`` [keep=1]: executed normally, then each find* item list keeps its first ``keep``
   items; ``count`` is left unchanged (a short page).
 - ``empty_list``: like ``truncate_list`` with ``keep=0``.
+- ``duplicate_items``: executed normally, then in each find* item list the first item is repeated
+  right after itself (same id twice in one page, as a bad JOIN would); ``count`` is left unchanged.
+
+Every kind also takes ``after`` [0]: the fault lets that many matching requests through untouched
+before it fires (e.g. "the 11th images page"), so a test can pick a point deep inside a paged read.
 """
 
 import threading
@@ -35,6 +40,7 @@ FAULT_KINDS: frozenset[str] = frozenset(
         "db_locked",
         "truncate_list",
         "empty_list",
+        "duplicate_items",
     }
 )
 
@@ -70,6 +76,8 @@ class FaultPlan:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of: {known}")
         if times < 1:
             raise ValueError(f"fault times must be >= 1, got {times}")
+        if not isinstance(params.get("after", 0), int) or params.get("after", 0) < 0:
+            raise ValueError(f"fault after must be an integer >= 0, got {params.get('after')!r}")
         fault = Fault(kind, int(times), match, dict(params))
         with self._lock:
             self._faults.append(fault)
@@ -90,6 +98,9 @@ class FaultPlan:
                 return None
             for i, fault in enumerate(self._faults):
                 if fault.applies_to(query):
+                    if fault.params.get("after", 0) > 0:  # not yet: let this one through
+                        fault.params["after"] -= 1
+                        continue
                     fault.times -= 1
                     if fault.times <= 0:
                         del self._faults[i]

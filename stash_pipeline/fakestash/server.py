@@ -179,6 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind in ("truncate_list", "empty_list"):
             keep = 0 if fault.kind == "empty_list" else int(fault.params.get("keep", 1))
             _truncate_lists(result, keep)
+        if fault is not None and fault.kind == "duplicate_items":
+            _duplicate_first_items(result)
         payload = orjson.dumps(result)
         if fault is not None and fault.kind == "malformed_json":
             payload = payload[: max(1, len(payload) // 2)]
@@ -209,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._json(200, {"errors": [{"message": message, "path": []}], "data": None})
             return True
-        return False  # malformed_json / truncate_list / empty_list act after execution
+        return False  # malformed_json / truncate_list / empty_list / duplicate_items act after execution
 
     def _control(self) -> None:
         body = self._read_body()
@@ -243,6 +245,18 @@ def _truncate_lists(result: dict[str, Any], keep: int) -> None:
             for key, items in value.items():
                 if isinstance(items, list):
                     value[key] = items[:keep]
+
+
+def _duplicate_first_items(result: dict[str, Any]) -> None:
+    """Repeat the first item of every find* item list right after itself, leaving ``count`` alone."""
+    data = result.get("data")
+    if not isinstance(data, dict):
+        return
+    for value in data.values():
+        if isinstance(value, dict):
+            for key, items in value.items():
+                if isinstance(items, list) and items:
+                    value[key] = [items[0], *items]
 
 
 class ControlError(Exception):

@@ -46,7 +46,7 @@ def entity_columns(spec: EntitySpec) -> list[TableColumn]:
         TableColumn("created_at", "TIMESTAMPTZ"),
         TableColumn("updated_at", "TIMESTAMPTZ"),
         # Verbatim server string: the incremental cursor is built from it, never re-formatted.
-        TableColumn("updated_at_text", "VARCHAR"),
+        TableColumn("updated_at_text", "VARCHAR", compared=False),  # follows updated_at
         TableColumn("synced_at", "TIMESTAMPTZ", compared=False),
     ]
     return cols

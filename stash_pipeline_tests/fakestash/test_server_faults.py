@@ -93,3 +93,28 @@ def test_fault_plan_validation_and_clear() -> None:
     assert len(plan) == 1
     plan.clear()
     assert plan.take("anything") is None
+
+
+def test_duplicate_items_repeats_the_first_item(gql, small_fake) -> None:
+    small_fake.faults.add("duplicate_items")
+    data = gql.data(PAGE)["findScenes"]
+    assert data["count"] == 200
+    assert [s["id"] for s in data["scenes"]] == ["1", "1", "2", "3", "4", "5"]
+    assert len(gql.data(PAGE)["findScenes"]["scenes"]) == 5  # consumed: normal again
+
+
+def test_after_lets_matching_requests_through_first(gql, small_fake) -> None:
+    small_fake.faults.add("http_503", match="findScenes", after=2)
+    images = "{ findImages(filter: {per_page: 1}) { count } }"
+    assert post(gql, images).status_code == 200  # not matched: does not count
+    assert post(gql).status_code == 200
+    assert post(gql).status_code == 200
+    assert small_fake.faults.fired == []
+    assert post(gql).status_code == 503  # the third matching request
+    assert small_fake.faults.fired[-1].kind == "http_503"
+    assert post(gql).status_code == 200
+
+
+def test_after_must_be_a_non_negative_integer() -> None:
+    with pytest.raises(ValueError, match="after"):
+        FaultPlan().add("http_500", after=-1)
