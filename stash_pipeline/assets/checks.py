@@ -108,7 +108,10 @@ def duplicate_probes(spec: EntitySpec) -> list[Probe]:
     for rel in _owned_links(spec):
         a, b = rel.owner_column, rel.target_column
         probes.append(
-            Probe(f"{rel.table}_duplicates", f"SELECT {a}, {b} FROM {rel.table} GROUP BY {a}, {b} HAVING count(*) > 1")
+            Probe(
+                f"{rel.table}_duplicates",
+                f"SELECT {a}, {b} FROM {rel.table} GROUP BY {a}, {b} HAVING count(*) > 1",
+            )
         )
     return probes
 
@@ -151,7 +154,9 @@ def _count_result(
             ),
         }
         if local == live:
-            return dg.AssetCheckResult(check_name=COUNT_CHECK, asset_key=spec.name, passed=True, metadata=metadata)
+            return dg.AssetCheckResult(
+                check_name=COUNT_CHECK, asset_key=spec.name, passed=True, metadata=metadata
+            )
         metadata["difference"] = dg.MetadataValue.int(local - live)
         try:
             stash_ids = client.sweep_ids(spec)
@@ -273,7 +278,12 @@ def _effective_link_probes(kind: str) -> list[Probe]:
     ]
 
 
-_ENTITY_COUNT_TYPES = (("performer", "performers"), ("tag", "tags"), ("studio", "studios"), ("gallery", "galleries"))
+_ENTITY_COUNT_TYPES = (
+    ("performer", "performers"),
+    ("tag", "tags"),
+    ("studio", "studios"),
+    ("gallery", "galleries"),
+)
 
 DERIVED_PROBES: dict[str, list[Probe]] = {
     "images_effective": [
@@ -281,7 +291,9 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
             "images_missing",
             "SELECT id FROM images i WHERE NOT EXISTS (SELECT 1 FROM images_effective e WHERE e.image_id = i.id)",
         ),
-        Probe("images_repeated", "SELECT image_id FROM images_effective GROUP BY image_id HAVING count(*) > 1"),
+        Probe(
+            "images_repeated", "SELECT image_id FROM images_effective GROUP BY image_id HAVING count(*) > 1"
+        ),
         Probe(
             "unknown_images",
             "SELECT image_id FROM images_effective e WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.id = e.image_id)",
@@ -298,7 +310,10 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
     "image_performers_effective": _effective_link_probes("performer"),
     "image_tags_effective": _effective_link_probes("tag"),
     "scene_inherited_tags": [
-        Probe("duplicate_rows", "SELECT scene_id, tag_id FROM scene_inherited_tags GROUP BY ALL HAVING count(*) > 1"),
+        Probe(
+            "duplicate_rows",
+            "SELECT scene_id, tag_id FROM scene_inherited_tags GROUP BY ALL HAVING count(*) > 1",
+        ),
         Probe(
             "direct_tags_repeated",
             "SELECT t.scene_id, t.tag_id FROM scene_inherited_tags t JOIN scene_tags d "

@@ -33,6 +33,7 @@ def build_derived_asset(table: DerivedTable) -> dg.AssetsDefinition:
         owners=["team:stash-pipeline"],
         tags={"layer": "derived"},
         description=table.description,
+        metadata={"dagster/table_name": f"stash.main.{table.name}"},
     )
     def derived_asset(context: dg.AssetExecutionContext, mirror: DuckDBResource) -> dg.MaterializeResult:
         with mirror.get_connection() as con:
@@ -48,4 +49,4 @@ def build_derived_asset(table: DerivedTable) -> dg.AssetsDefinition:
 
 
 def build_derived_assets() -> list[dg.AssetsDefinition]:
-    return [build_derived_asset(table) for table in DERIVED_TABLES]
+    return list(dg.with_source_code_references([build_derived_asset(table) for table in DERIVED_TABLES]))

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from stash_pipeline.assets.metadata import report_metadata
 from stash_pipeline.assets.partitions import monthly_partitions, window_for
+from stash_pipeline.mirror.schema import entity_columns
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
 from stash_pipeline.progress import ProgressTracker
 from stash_pipeline.resources import StashResource
@@ -72,6 +73,12 @@ def build_entity_asset(
         kinds={"duckdb", "polars", "graphql"},
         owners=["team:stash-pipeline"],
         tags={"layer": "mirror"},
+        metadata={
+            "dagster/column_schema": declared_schema(spec),
+            "dagster/table_name": f"stash.main.{spec.name}",
+            "link_tables": ", ".join(sorted({r.table for r in spec.relations})),
+            "keyset_paging": spec.keyset,
+        },
         description=f"{spec.description} Mirrors Stash's `{spec.query}` into the DuckDB table "
         f"`{spec.name}` (and its link tables). A run over every partition is the full sync.",
     )
@@ -152,7 +159,13 @@ def _request(
     return SyncRequest(spec.name, "window", run_id, window=window)
 
 
+def declared_schema(spec: EntitySpec) -> dg.TableSchema:
+    """The table's columns as declared by the spec (shown on the asset page before any run)."""
+    return dg.TableSchema(columns=[dg.TableColumn(c.name, c.sql_type) for c in entity_columns(spec)])
+
+
 def build_entity_assets(settings: Settings | None = None) -> list[dg.AssetsDefinition]:
     settings = settings or Settings.from_env()
     partitions = monthly_partitions(settings.partition_start)
-    return [build_entity_asset(spec, partitions, settings) for spec in ENTITY_SPECS]
+    assets = [build_entity_asset(spec, partitions, settings) for spec in ENTITY_SPECS]
+    return list(dg.with_source_code_references(assets))
