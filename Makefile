@@ -40,5 +40,8 @@ bench-fake: $(STAMP)
 
 bench: bench-fake
 
+demo: $(STAMP)
+	$(BIN)/stash-pipeline demo $(DEMO_ARGS)
+
 clean:
 	rm -rf $(VENV) data .dagster_home .pytest_cache .ruff_cache

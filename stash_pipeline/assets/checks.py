@@ -12,10 +12,12 @@ metadata says why, so a CLI sync's exit status is decided by the sync alone.
 Per entity asset (one step, three checks):
 
 - ``count_matches_stash``: the local row count equals Stash's count, probed live (``per_page: 0``)
-  when the check runs: only the live answer says whether the mirror is complete now.  On a
+  when the check runs: only the live answer says whether the mirror is complete now (the count
+  recorded by the sync in ``sync_state`` says what Stash had then, and is shown beside it).  On a
   mismatch an id-only sweep lists the first ids missing locally / extra locally.  Severity ERROR
-  when the sync itself already ended short of the count Stash gave it (``sync_state``), WARN when
-  only Stash moved since (edits during or after the run; the next sync catches up).
+  when the mirror does not even match the count Stash gave the last sync (the sync ended short, or
+  the file was changed behind its back), WARN when only Stash moved since (edits during or after
+  the run, or a targeted resync that did not read everything; the next sync catches up).
 - ``no_duplicates`` (ERROR): no id twice in the entity table, no pair twice in its link tables
   (link tables have no key constraint, see ``mirror/schema.py``).
 - ``links_resolve`` (WARN): every id in its link tables and reference columns names an existing
@@ -167,17 +169,18 @@ def _count_result(
             remote = set(stash_ids)
             metadata["missing_locally"] = dg.MetadataValue.json(sorted(remote - local_ids)[:SAMPLE])
             metadata["extra_locally"] = dg.MetadataValue.json(sorted(local_ids - remote)[:SAMPLE])
-    # The sync's own view of Stash: if it already disagreed, the sync left the mirror short.
-    sync_short = state.stash_count is not None and state.local_count != state.stash_count
+    # The count Stash gave the last sync: if the mirror does not even match that, the sync ended
+    # short (or the file was changed behind its back); if it does, only Stash moved since.
+    broken = state.stash_count is not None and local != state.stash_count
     return dg.AssetCheckResult(
         check_name=COUNT_CHECK,
         asset_key=spec.name,
         passed=False,
-        severity=dg.AssetCheckSeverity.ERROR if sync_short else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR if broken else dg.AssetCheckSeverity.WARN,
         metadata=metadata,
         description=(
             f"{spec.name}: {local} rows locally, {live} in Stash"
-            + (" (the last sync already ended short)" if sync_short else " (Stash changed since the sync)")
+            + (" (not even the count Stash gave the last sync)" if broken else " (Stash changed since the sync)")
         ),
     )
 
@@ -190,8 +193,8 @@ def build_entity_checks(spec: EntitySpec) -> dg.AssetChecksDefinition:
             asset=asset,
             blocking=False,
             description=f"The mirror holds as many {spec.name} as Stash (probed live); on a mismatch, the "
-            "first ids missing or extra locally. ERROR if the sync itself ended short, WARN if Stash "
-            "changed since.",
+            "first ids missing or extra locally. ERROR if it does not even match the count Stash gave the "
+            "last sync, WARN if only Stash changed since.",
         ),
         dg.AssetCheckSpec(
             DUPLICATES_CHECK,

@@ -94,24 +94,28 @@ SCENE_INHERITED_TAGS = DerivedTable(
     """,
 )
 
-# Depth-first over the parent DAG, carrying the path so that a cycle in bad data stops instead of
-# looping; the depth cap bounds pathological graphs.  Depth 0 is the tag itself, so "tag X
-# including its sub-tags" is one join: WHERE ancestor_id = X.
-MAX_TAG_DEPTH = 64
+# Breadth-first over the parent DAG with one row per (tag, ancestor): ``USING KEY`` keeps the
+# recursion's result keyed, and each step only adds pairs not reached before, so the first depth a
+# pair gets is its shortest distance and the walk ends after (longest shortest path + 1) steps,
+# cycles in bad data included.  (Carrying the path of every walk instead enumerates every path:
+# exponential on a DAG with many diamonds, and a depth cap to stop it truncates deep chains.)
+# Depth 0 is the tag itself, so "tag X including its sub-tags" is one join: WHERE ancestor_id = X.
 TAG_ANCESTORS = DerivedTable(
     name="tag_ancestors",
     description="Closure of the tag parent DAG: (tag_id, ancestor_id, depth), depth 0 being the tag "
-    "itself; cycles in the data are cut.",
+    "itself and depth the shortest distance; cycles in the data are walked once.",
     inputs=("tags",),
-    sql=f"""
-    WITH RECURSIVE walk(tag_id, ancestor_id, depth, path) AS (
-        SELECT id, id, 0, [id] FROM tags
-        UNION ALL
-        SELECT w.tag_id, tp.parent_id, w.depth + 1, list_append(w.path, tp.parent_id)
+    sql="""
+    WITH RECURSIVE walk(tag_id, ancestor_id, depth) USING KEY (tag_id, ancestor_id) AS (
+        SELECT id, id, 0 FROM tags
+        UNION
+        SELECT w.tag_id, tp.parent_id, w.depth + 1
         FROM walk w JOIN tag_parents tp ON tp.tag_id = w.ancestor_id
-        WHERE NOT list_contains(w.path, tp.parent_id) AND w.depth < {MAX_TAG_DEPTH}
+        WHERE NOT EXISTS (
+            SELECT 1 FROM recurring.walk r WHERE r.tag_id = w.tag_id AND r.ancestor_id = tp.parent_id
+        )
     )
-    SELECT tag_id, ancestor_id, min(depth) AS depth FROM walk GROUP BY tag_id, ancestor_id
+    SELECT tag_id, ancestor_id, depth FROM walk
     """,
 )
 

@@ -24,6 +24,7 @@ import httpx
 from stash_pipeline.instance import INSTANCE_YAML
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+WORKSPACE = str(PROJECT_ROOT / "workspace.yaml")
 LOCATION = "stash_pipeline"
 REPOSITORY = "__repository__"  # the implicit repository of a ``Definitions`` object
 ACTIVE = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
@@ -75,15 +76,16 @@ class DagsterProcesses:
     (so their code servers and run workers die with them)."""
 
     home: Path
+    workdir: Path
     env: dict[str, str]
     log_dir: Path
     port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, home: Path, log_dir: Path, stash_env: dict[str, str]) -> "DagsterProcesses":
-        home.mkdir(parents=True, exist_ok=True)
-        log_dir.mkdir(parents=True, exist_ok=True)
+    def create(cls, home: Path, workdir: Path, log_dir: Path, stash_env: dict[str, str]) -> "DagsterProcesses":
+        for path in (home, workdir, log_dir):
+            path.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STASH_", "DAGSTER_"))}
         env.update(stash_env)
@@ -93,7 +95,7 @@ class DagsterProcesses:
             # an empty key in the environment wins over any developer's .env in the project root
             STASH_API_KEY="",
         )
-        return cls(home=home, env=env, log_dir=log_dir)
+        return cls(home=home, workdir=workdir, env=env, log_dir=log_dir)
 
     @property
     def url(self) -> str:
@@ -103,7 +105,7 @@ class DagsterProcesses:
         """Initialise the sqlite storage once: parallel first use of a fresh home races."""
         result = subprocess.run(
             [_bin("dagster"), "instance", "migrate"],
-            cwd=PROJECT_ROOT,
+            cwd=self.workdir,
             env=self.env,
             capture_output=True,
             text=True,
@@ -117,7 +119,7 @@ class DagsterProcesses:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         self.procs[name] = subprocess.Popen(
             argv,
-            cwd=PROJECT_ROOT,
+            cwd=self.workdir,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -129,11 +131,11 @@ class DagsterProcesses:
     def start_webserver(self) -> None:
         self._start(
             "webserver",
-            [_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml"],
+            [_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", WORKSPACE],
         )
 
     def start_daemon(self) -> None:
-        self._start("daemon", [_bin("dagster-daemon"), "run", "-w", "workspace.yaml"])
+        self._start("daemon", [_bin("dagster-daemon"), "run", "-w", WORKSPACE])
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
