@@ -290,10 +290,20 @@ class FakeServer:
 
     def close(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: a child started from a background job inherits SIGINT ignored.
+            self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
         try:
-            _pid, _status, usage = os.wait4(self.process.pid, 0)
-            self.maxrss_mb = usage.ru_maxrss / 1024
+            while True:
+                pid, _status, usage = os.wait4(self.process.pid, os.WNOHANG)
+                if pid:
+                    self.maxrss_mb = usage.ru_maxrss / 1024
+                    self.process.returncode = -1
+                    return
+                if time.monotonic() > deadline:
+                    self.process.kill()
+                    deadline = float("inf")
+                time.sleep(0.05)
         except ChildProcessError:
             pass
 
