@@ -14,7 +14,7 @@ DEFAULT_HOME = ".dagster_home"
 
 INSTANCE_YAML = """\
 # Written by stash-pipeline (same content as the repository's dagster.yaml).
-# Storage: Dagster's default, SQLite files under $DAGSTER_HOME/storage (a relative base_dir would
+# Storage: Dagster's default, SQLite files under $DAGSTER_HOME (a relative base_dir would
 # follow the working directory instead).
 
 # One DuckDB writer at a time: every writing step is in the pool "duckdb_writer", and every pool has
