@@ -27,6 +27,8 @@ def _parse_types(value: str | None) -> list[str] | None:
 
 
 def _print_outcome(outcome) -> None:
+    for run_id in outcome.released:
+        click.echo(f"earlier run {run_id} had died (process gone): marked failed, its slots freed")
     click.echo(f"run {outcome.run_id}")
     header = f"{'type':<11}{'sync':<12}{'fetched':>9}{'created':>9}{'updated':>9}{'deleted':>9}{'failed':>8}{'local':>9}{'stash':>9}"
     click.echo(header)

@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-from stash_pipeline.assets.checks import build_asset_checks
+from stash_pipeline.assets.checks import build_asset_checks, build_checks_job
 from stash_pipeline.assets.derived import DERIVED_GROUP, build_derived_assets
 from stash_pipeline.assets.entities import STASH_GROUP, build_entity_assets
 from stash_pipeline.assets.partitions import monthly_partitions
@@ -38,7 +38,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*entity_assets, *derived_assets],
         asset_checks=build_asset_checks(),
-        jobs=[sync_job, build_resync_ids_job(partitions, settings)],
+        jobs=[sync_job, build_resync_ids_job(partitions, settings), build_checks_job()],
         sensors=[automation, build_smart_sync_sensor(sync_job, partitions, settings.sensor_interval_seconds)],
         schedules=build_schedules(sync_job, partitions, settings),
         resources={

@@ -5,6 +5,8 @@ next to sensor and backfill runs.  Where no daemon runs, nothing would recompute
 assets, so a CLI run materializes them in the same run: the CLI always leaves a consistent mirror.
 """
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,6 +20,10 @@ from stash_pipeline.stash.entities import ENTITY_SPECS, spec_for
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+LAUNCHED_BY = "stash/launched_by"
+HOST_TAG = "stash/host"
+PID_TAG = "stash/pid"
+PROCESS_START_TAG = "stash/process_start"  # guards against a reused pid
 
 
 @dataclass
@@ -33,6 +39,7 @@ class RunOutcome:
     types: list[TypeOutcome] = field(default_factory=list)
     derived: list[str] = field(default_factory=list)
     error: str | None = None
+    released: list[str] = field(default_factory=list)  # dead earlier runs marked failed first
 
     @property
     def partial(self) -> bool:
@@ -77,6 +84,69 @@ def incremental_since(
     return earliest
 
 
+def _process_start(pid: int) -> str | None:
+    """The start time of a process (Linux ``/proc``; None elsewhere or when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None  # field 22, starttime
+
+
+def _process_alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _process_start(pid)
+    return not started or now is None or now == started
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming this process, so a later CLI run can tell that this one died."""
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), PROCESS_START_TAG: _process_start(pid) or ""}
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark CLI runs whose process is gone (SIGKILL, OOM, power cut) as failed and free their slots.
+
+    Nothing else would: such a run stays STARTED in Dagster forever and keeps its ``duckdb_writer``
+    pool slot, so every later run would wait for that slot without end.  Only runs launched by this
+    CLI on this host are judged (their process is known); the mirror itself needs nothing, as every
+    committed page is kept and the next run resumes (its ``sync_runs`` row becomes 'interrupted').
+    """
+    host = socket.gethostname()
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.CANCELING,
+            ],
+            tags={LAUNCHED_BY: "cli", HOST_TAG: host},
+        )
+    )
+    released: list[str] = []
+    for record in records:
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or _process_alive(int(pid), run.tags.get(PROCESS_START_TAG) or None):
+            continue
+        instance.report_run_failed(
+            run, message=f"the process running it (pid {pid}) is gone (killed or crashed); slots freed"
+        )
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
 def run_sync(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -91,6 +161,7 @@ def run_sync(
     log_level: str | None = None,
 ) -> RunOutcome:
     """One Dagster run syncing ``types`` (all by default), then the derived assets."""
+    released = release_dead_runs(instance)
     names = [spec_for(t).name for t in types] if types else [s.name for s in ENTITY_SPECS]
     job = defs.resolve_implicit_global_asset_job_def()
     entity_keys = [dg.AssetKey(n) for n in names]
@@ -123,10 +194,10 @@ def run_sync(
         instance=instance,
         asset_selection=selection,
         run_config=run_config,
-        tags={**tags, "stash/sync_type": mode, "stash/launched_by": "cli"},
+        tags={**tags, "stash/sync_type": mode, LAUNCHED_BY: "cli", **process_tags()},
         raise_on_error=False,
     )
-    outcome = RunOutcome(run_id=result.run_id, success=result.success)
+    outcome = RunOutcome(run_id=result.run_id, success=result.success, released=released)
     for name in names:
         events = result.asset_materializations_for_node(name)
         if events:
@@ -139,7 +210,16 @@ def run_sync(
         failures = [e for e in result.all_events if e.is_step_failure]
         if failures:
             err = failures[0].step_failure_data.error
-            outcome.error = err.message.strip() if err else "step failed"
+            outcome.error = _root_cause(err) if err else "step failed"
         else:
             outcome.error = "run failed"
     return outcome
+
+
+def _root_cause(error) -> str:
+    """The message of the error that started it all: Dagster wraps an asset's exception in
+    ``DagsterExecutionStepExecutionError`` ("Error occurred while executing op ..."), which says
+    nothing about why (a rejected API key, a refused mass delete)."""
+    while (error.cls_name or "").startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    return error.message.strip()

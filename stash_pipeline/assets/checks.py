@@ -126,7 +126,7 @@ def dangling_probes(spec: EntitySpec) -> list[Probe]:
             probes.append(
                 Probe(
                     f"{rel.table}_dangling_{column}",
-                    f"SELECT l.{a}, l.{b} FROM {rel.table} l "
+                    f"SELECT DISTINCT l.{a}, l.{b} FROM {rel.table} l "
                     f"WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.id = l.{column})",
                 )
             )
@@ -180,7 +180,11 @@ def _count_result(
         metadata=metadata,
         description=(
             f"{spec.name}: {local} rows locally, {live} in Stash"
-            + (" (not even the count Stash gave the last sync)" if broken else " (Stash changed since the sync)")
+            + (
+                " (not even the count Stash gave the last sync)"
+                if broken
+                else " (Stash changed since the sync)"
+            )
         ),
     )
 
@@ -258,7 +262,7 @@ def _effective_link_probes(kind: str) -> list[Probe]:
         Probe("duplicate_rows", f"SELECT image_id, {col} FROM {table} GROUP BY ALL HAVING count(*) > 1"),
         Probe(
             "direct_links_missing",
-            f"SELECT d.image_id, d.{col} FROM {direct} d WHERE NOT EXISTS (SELECT 1 FROM {table} e "
+            f"SELECT DISTINCT d.image_id, d.{col} FROM {direct} d WHERE NOT EXISTS (SELECT 1 FROM {table} e "
             f"WHERE e.image_id = d.image_id AND e.{col} = d.{col} AND NOT e.inherited)",
         ),
         Probe(
@@ -273,7 +277,7 @@ def _effective_link_probes(kind: str) -> list[Probe]:
         ),
         Probe(
             "inherited_not_from_first_gallery",
-            f"SELECT e.image_id, e.{col} FROM {table} e WHERE e.inherited AND NOT EXISTS ("
+            f"SELECT DISTINCT e.image_id, e.{col} FROM {table} e WHERE e.inherited AND NOT EXISTS ("
             "SELECT 1 FROM (SELECT image_id, min(gallery_id) AS gallery_id FROM image_galleries "
             f"GROUP BY image_id) fg JOIN gallery_{kind}s g ON g.gallery_id = fg.gallery_id "
             f"WHERE fg.image_id = e.image_id AND g.{col} = e.{col})",
@@ -319,7 +323,7 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
         ),
         Probe(
             "direct_tags_repeated",
-            "SELECT t.scene_id, t.tag_id FROM scene_inherited_tags t JOIN scene_tags d "
+            "SELECT DISTINCT t.scene_id, t.tag_id FROM scene_inherited_tags t JOIN scene_tags d "
             "ON d.scene_id = t.scene_id AND d.tag_id = t.tag_id",
         ),
         Probe(
@@ -329,7 +333,7 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
         ),
         Probe(
             "performer_tags_missing",
-            "SELECT sp.scene_id, pt.tag_id FROM scene_performers sp "
+            "SELECT DISTINCT sp.scene_id, pt.tag_id FROM scene_performers sp "
             "JOIN performer_tags pt ON pt.performer_id = sp.performer_id "
             "WHERE NOT EXISTS (SELECT 1 FROM scene_tags d WHERE d.scene_id = sp.scene_id AND d.tag_id = pt.tag_id) "
             "AND NOT EXISTS (SELECT 1 FROM scene_inherited_tags t "
@@ -348,7 +352,7 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
         ),
         Probe(
             "parents_not_at_depth_1",
-            "SELECT p.tag_id, p.parent_id FROM tag_parents p "
+            "SELECT DISTINCT p.tag_id, p.parent_id FROM tag_parents p "
             "WHERE p.tag_id <> p.parent_id AND EXISTS (SELECT 1 FROM tags t WHERE t.id = p.tag_id) "
             "AND NOT EXISTS (SELECT 1 FROM tag_ancestors a "
             "WHERE a.tag_id = p.tag_id AND a.ancestor_id = p.parent_id AND a.depth = 1)",
@@ -413,6 +417,19 @@ def build_derived_check(name: str) -> dg.AssetChecksDefinition:
     return derived_check
 
 
+CHECKS_JOB = "mirror_checks"
+
+
+def build_checks_job():
+    """Every check, without materializing anything: audit the mirror on demand."""
+    return dg.define_asset_job(
+        CHECKS_JOB,
+        selection=dg.AssetSelection.all_asset_checks(),
+        description="Run every asset check of the mirror (counts against Stash, duplicates, dangling "
+        "ids, derived tables) without syncing.",
+    )
+
+
 def build_asset_checks() -> list[dg.AssetChecksDefinition]:
     checks = [build_entity_checks(spec) for spec in ENTITY_SPECS]
     checks += [build_derived_check(table.name) for table in DERIVED_TABLES]
@@ -420,11 +437,13 @@ def build_asset_checks() -> list[dg.AssetChecksDefinition]:
 
 
 __all__ = [
+    "CHECKS_JOB",
     "COUNT_CHECK",
     "DERIVED_CHECK",
     "DUPLICATES_CHECK",
     "LINKS_CHECK",
     "build_asset_checks",
+    "build_checks_job",
     "build_derived_check",
     "build_entity_checks",
 ]

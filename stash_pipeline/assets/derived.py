@@ -2,8 +2,7 @@
 
 They declare their real upstream entity assets, so lineage shows them and the automation
 condition recomputes them after ANY upstream materialization, however it was launched (UI, sensor,
-schedule, CLI, targeted resync).  ``eager()`` would wait forever while any upstream month
-partition is missing, so that clause is dropped (DAGSTER_NOTES.md §0 item 9).
+schedule, CLI, targeted resync); see ``_derived_automation`` for why it is not ``eager()``.
 """
 
 import dagster as dg
@@ -16,7 +15,40 @@ from stash_pipeline.mirror.schema import ensure_schema
 
 DERIVED_GROUP = "derived"
 
-DERIVED_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+def _derived_automation() -> dg.AutomationCondition:
+    """Recompute when an input was materialized after this table was last materialized AND after
+    it was last requested; never while an input or the table itself is being written.
+
+    Not ``eager()``: (1) its ``~any_deps_missing()`` clause waits forever while any upstream month
+    partition is missing (DAGSTER_NOTES.md §0 item 9); (2) in dagster 1.13 its trigger and reset
+    are OR/AND compositions, which drop the timestamps ``since`` uses to order two events seen in
+    the same tick, so an input materialized after a derived run finished but before the next tick
+    (another sync's run, queued behind it on the writer pool) was swallowed: the table stayed stale
+    until the next upstream change.  Here both ``since`` operands are single timed conditions:
+    ``newly_updated`` of an input vs of the table itself (a CLI run that wrote the inputs and then
+    the table resets it: the table is later), and vs ``newly_requested`` (a failed run is not
+    retried every tick, only after the next input change).  A table whose input (another derived
+    table) will be requested in the same tick is requested with it, so one run recomputes both;
+    one whose derived input was never materialized waits for it (its SQL reads that table).
+    """
+    ac = dg.AutomationCondition
+    input_updated = ac.any_deps_match(ac.newly_updated())
+    stale = input_updated.since(ac.newly_updated()) & input_updated.since(ac.newly_requested())
+    # Entity tables exist (empty) before their first sync, derived ones only once materialized:
+    # wait for a derived input that is missing and not requested in this same tick.
+    derived_input_missing = ac.any_deps_match(ac.missing() & ~ac.will_be_requested()).allow(
+        dg.AssetSelection.groups(DERIVED_GROUP)
+    )
+    return (
+        (stale | ac.any_deps_match(ac.will_be_requested()))
+        & ~derived_input_missing
+        & ~ac.any_deps_in_progress()
+        & ~ac.in_progress()
+    ).with_label("an input was updated after this table")
+
+
+DERIVED_AUTOMATION = _derived_automation()
 
 
 def build_derived_asset(table: DerivedTable) -> dg.AssetsDefinition:

@@ -6,8 +6,10 @@ thanks to ``BackfillPolicy.single_run()``).  Run config can ask for an increment
 stored cursor) or a targeted resync of ids instead.
 """
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -96,7 +98,7 @@ def build_entity_asset(
         def progress(report: SyncReport, expected: int | None) -> None:
             tracker.update(report.fetched, expected, report.pages)
 
-        with stash.client() as client, mirror.get_connection() as con:
+        with stash.client() as client, mirror_connection(mirror) as con:
             sync = EntitySync(
                 spec,
                 client,
@@ -116,6 +118,18 @@ def build_entity_asset(
         return dg.MaterializeResult(metadata=metadata, tags={"stash/sync_type": report.sync_type})
 
     return entity_asset
+
+
+@contextlib.contextmanager
+def mirror_connection(mirror: DuckDBResource) -> Iterator:
+    """``mirror.get_connection()``, closed on failure too: ``DuckDBResource`` closes it only after a
+    clean exit, so a step that raised (a refused delete, an unreachable Stash) left its write
+    connection open, held by the traceback, and the file locked for the rest of the process."""
+    with mirror.get_connection() as con:
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def cancellation_check(context: dg.AssetExecutionContext, every_seconds: float = 2.0):

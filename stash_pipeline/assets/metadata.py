@@ -46,6 +46,8 @@ def report_metadata(
         "unchanged": dg.MetadataValue.int(report.unchanged),
         "deleted": dg.MetadataValue.int(report.deleted),
         "failed": dg.MetadataValue.int(report.failed),
+        # Rows Stash sent twice in one page (stored once; the last copy wins).
+        "duplicates": dg.MetadataValue.int(report.duplicates),
         "repaired": dg.MetadataValue.int(report.repaired),
         "pages": dg.MetadataValue.int(report.pages),
         "seconds": dg.MetadataValue.float(round(report.seconds, 3)),

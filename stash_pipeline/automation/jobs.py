@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from stash_pipeline.assets.entities import WRITER_POOL
+from stash_pipeline.assets.entities import WRITER_POOL, mirror_connection
 from stash_pipeline.assets.metadata import report_metadata
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
 from stash_pipeline.resources import StashResource
@@ -38,7 +38,7 @@ def build_resync_ids_job(
             raise dg.Failure("ids is empty: give at least one id")
         run_id = context.run_id or uuid.uuid4().hex
         options = SyncOptions(page_size=settings.page_size, overlap_seconds=settings.overlap_seconds)
-        with stash.client() as client, mirror.get_connection() as con:
+        with stash.client() as client, mirror_connection(mirror) as con:
             report = EntitySync(spec, client, con, options).run(
                 SyncRequest(spec.name, "specific", run_id, ids=list(config.ids))
             )

@@ -176,8 +176,26 @@ DERIVED_DEPENDENCIES = {
 }
 
 
+class MissingDerivedInput(RuntimeError):
+    """A derived table reads another derived table that has not been built yet."""
+
+
 def rebuild(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> int:
     """Recompute one derived table atomically; returns its row count."""
+    needed = DERIVED_DEPENDENCIES.get(table.name, ())
+    if needed:
+        present = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        }
+        missing = [name for name in needed if name not in present]
+        if missing:
+            raise MissingDerivedInput(
+                f"{table.name} reads {', '.join(missing)}, not built yet: materialize "
+                f"{'it' if len(missing) == 1 else 'them'} first (or every derived asset at once)"
+            )
     con.begin()
     try:
         con.execute(f"CREATE OR REPLACE TABLE {table.name} AS {table.sql}")

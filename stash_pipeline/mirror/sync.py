@@ -249,6 +249,12 @@ class EntitySync:
         if self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:
             after_id = state.resume_after_id
             log.info("%s: resuming %s sync after id %s", self.spec.name, mode, after_id)
+            if mode in ("full", "incremental") and state.resume_cursor:
+                # The rows up to after_id were read by the interrupted run and are not read again;
+                # any of them edited since carries an updated_at at or after the newest string that
+                # run received.  Re-read from there (minus the overlap) after the resumed pages.
+                since_resume = overlap_bound(state.resume_cursor, self.options.overlap_seconds)
+                catch_up_from = since_resume if catch_up_from is None else min(catch_up_from, since_resume)
         pending_cursor = state.resume_cursor if after_id else None
         touched_galleries: set[int] = set()
         resume = {"after_id": after_id} if after_id else {}

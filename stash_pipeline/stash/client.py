@@ -578,14 +578,25 @@ class StashClient:
                     f"{op}: the first page is empty but Stash reports {count} matching rows"
                 )
             previous = last
+            page_ids: set[int] = set()
             for item in items:
                 entity_id = self._id(item, document)
+                if entity_id in page_ids:
+                    # The same row twice in one answer (a bad JOIN): a sweep cannot be trusted, but
+                    # a page of entities can; the shaper keeps one copy (DESIGN §2 rules 5 and 7).
+                    if ids_only:
+                        raise StashConsistencyError(
+                            f"{op}: id {entity_id} appears twice in one answer; refusing to trust the sweep"
+                        )
+                    logger.warning("%s: id %d appears twice in one page; keeping one copy", op, entity_id)
+                    continue
                 if entity_id <= previous:
                     raise StashConsistencyError(
                         f"{op}: ids not strictly ascending after id {last} ({entity_id} after "
                         f"{previous}): the server ignored the id criterion or the sort"
                     )
                 previous = entity_id
+                page_ids.add(entity_id)
                 read.append(entity_id)
             if items:
                 empty_streak = 0
@@ -593,7 +604,7 @@ class StashClient:
                 last = previous
             else:
                 empty_streak += 1
-            if first and len(items) == count:
+            if first and len(page_ids) == count:
                 return  # one request, one read transaction: everything, exactly
             first = False
             if len(items) >= size:

@@ -25,6 +25,7 @@ incremental time for 1,000 changes about the same at both scales; derived rebuil
 """
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -108,6 +109,21 @@ class _Timer:
         return timed
 
 
+def _memory(con: Any) -> dict[str, float]:
+    """VmRSS / VmHWM of this process (Linux) and DuckDB's ``duckdb_memory()`` total, in MB."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out["rss_mb" if line.startswith("VmRSS") else "hwm_mb"] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rows = con.execute("SELECT sum(memory_usage_bytes) / 1e6 FROM duckdb_memory()").fetchall()
+    out["duckdb_mb"] = float(rows[0][0] or 0)
+    return out
+
+
 def child_engine(cfg: dict[str, Any]) -> None:
     """``EntitySync`` for every spec in order on one DuckDB file: the sync without Dagster."""
     import duckdb
@@ -125,6 +141,8 @@ def child_engine(cfg: dict[str, Any]) -> None:
     types: dict[str, Any] = {}
     started = time.perf_counter()
     con = duckdb.connect(cfg["db"])
+    if cfg.get("memory_limit"):
+        con.execute(f"SET memory_limit = '{cfg['memory_limit']}'")
     if profiler:
         profiler.enable()
     with StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
@@ -156,6 +174,8 @@ def child_engine(cfg: dict[str, Any]) -> None:
                 "skipped": report.skipped,
                 "sync_type": report.sync_type,
                 "phases": timer.seconds,
+                # Memory after this type: resident now, the peak so far, and DuckDB's own accounting.
+                **_memory(con),
             }
             for name in ("sweep_ids", "count_many", "count", "latest_updated_at", "fetch_by_ids"):
                 delattr(client, name)
@@ -218,6 +238,7 @@ class Proc:
     result: dict[str, Any]
     seconds: float
     maxrss_mb: float
+    cpu_s: float = 0.0  # user + system CPU of the child: less sensitive than wall time to a busy machine
     stdout: str = ""
     stderr: str = ""
 
@@ -244,7 +265,7 @@ def _run(command: list[str], *, env: dict[str, str] | None = None, cwd: str | No
     if process.returncode not in (0, 2):
         tail = "\n".join((stdout + stderr).strip().splitlines()[-25:])
         raise RuntimeError(f"{' '.join(command[:6])}... exited {process.returncode}:\n{tail}")
-    return Proc(result, seconds, usage.ru_maxrss / 1024, stdout, stderr)
+    return Proc(result, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, stdout, stderr)
 
 
 def _child(kind: str, cfg: dict[str, Any]) -> Proc:
@@ -353,23 +374,59 @@ class ScaleResult:
     floor: Proc | None = None
     engine_full: Proc | None = None
     cli_full: Proc | None = None
-    cli_steps_full: dict[str, float] = field(default_factory=dict)
+    cli_events_full: dict[str, Any] = field(default_factory=dict)
     derived: Proc | None = None
     changes: dict[str, int] = field(default_factory=dict)
     engine_incr: Proc | None = None
     cli_incr: Proc | None = None
-    cli_steps_incr: dict[str, float] = field(default_factory=dict)
+    cli_events_incr: dict[str, Any] = field(default_factory=dict)
     sweep: list[tuple[int, Proc, Proc]] = field(default_factory=list)  # (page size, floor, engine)
 
 
-_STEP_RE = re.compile(r'Finished execution of step "([^"]+)" in ([\d.]+)(ms|s|m)')
+def _cli_events(proc: Proc, dagster_home: Path) -> dict[str, Any]:
+    """What the CLI run recorded in its Dagster event log (SQLite under DAGSTER_HOME): each step's
+    duration, and the time and number of the per-partition events (planned and materialized)."""
+    import sqlite3
+    from datetime import datetime
 
-
-def _cli_steps(stderr: str) -> dict[str, float]:
+    match = re.search(r"^run ([0-9a-f-]{36})", proc.stdout, re.MULTILINE)
+    db = dagster_home / "history" / "runs" / f"{match.group(1)}.db" if match else None
+    if db is None or not db.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        events = con.execute(
+            "SELECT dagster_event_type, step_key, timestamp FROM event_logs ORDER BY id"
+        ).fetchall()
+    stamp = {}
     steps: dict[str, float] = {}
-    for name, value, unit in _STEP_RE.findall(stderr):
-        steps[name] = float(value) * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
-    return steps
+    counts: dict[str, int] = {}
+    first: dict[str, datetime] = {}
+    last: dict[str, datetime] = {}
+    for kind, step, text in events:
+        if not text:
+            continue
+        at = datetime.fromisoformat(text)
+        counts[kind] = counts.get(kind, 0) + 1
+        first.setdefault(kind, at)
+        last[kind] = at
+        if kind == "STEP_START":
+            stamp[step] = at
+        elif kind == "STEP_SUCCESS" and step in stamp:
+            steps[step] = (at - stamp[step]).total_seconds()
+
+    def span(kind: str) -> float:
+        return (last[kind] - first[kind]).total_seconds() if kind in first else 0.0
+
+    return {
+        "steps": steps,
+        "planned_events": counts.get("ASSET_MATERIALIZATION_PLANNED", 0),
+        "planned_seconds": span("ASSET_MATERIALIZATION_PLANNED"),
+        "materializations": counts.get("ASSET_MATERIALIZATION", 0),
+        "events": sum(counts.values()),
+        "run_seconds": (last["PIPELINE_SUCCESS"] - first["PIPELINE_START"]).total_seconds()
+        if "PIPELINE_SUCCESS" in last and "PIPELINE_START" in first
+        else None,
+    }
 
 
 def run_cli(url: str, workdir: Path, page_size: int, full: bool) -> Proc:
@@ -398,7 +455,12 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
         counts = fake.control({"action": "stats"})["counts"]
         res.entities = sum(counts.values())
         log(f"fake up in {fake.startup_seconds:.1f}s: {counts}")
-        base = {"url": fake.url, "page_size": args.page_size, "prefetch": args.prefetch}
+        base = {
+            "url": fake.url,
+            "page_size": args.page_size,
+            "prefetch": args.prefetch,
+            "memory_limit": args.memory_limit,
+        }
         log("floor: download and parse every page")
         res.floor = _child("floor", base)
         log(f"floor {res.floor.result['seconds']:.1f}s")
@@ -424,7 +486,7 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
         if not args.skip_cli:
             log("CLI: stash-pipeline sync --full")
             res.cli_full = run_cli(fake.url, cli_dir, args.page_size, full=True)
-            res.cli_steps_full = _cli_steps(res.cli_full.stderr)
+            res.cli_events_full = _cli_events(res.cli_full, cli_dir / "dagster_home")
             log(f"CLI full {res.cli_full.seconds:.1f}s, {res.cli_full.maxrss_mb:,.0f} MB")
         log(f"mutating {args.changes} entities through /control")
         res.changes = mutate(fake, args.changes)
@@ -437,7 +499,7 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
         if not args.skip_cli:
             log("CLI: stash-pipeline sync (incremental)")
             res.cli_incr = run_cli(fake.url, cli_dir, args.page_size, full=False)
-            res.cli_steps_incr = _cli_steps(res.cli_incr.stderr)
+            res.cli_events_incr = _cli_events(res.cli_incr, cli_dir / "dagster_home")
             log(f"CLI incremental {res.cli_incr.seconds:.1f}s")
         for size in args.page_sizes:
             log(f"page size {size}: floor and bare-engine full sync")
@@ -475,6 +537,7 @@ class Row:
     ratio: str = ""
     goal: str = ""
     ok: bool | None = None
+    cpu: float | None = None  # CPU seconds (user + system) of the process
 
 
 def _ok(ok: bool | None) -> str:
@@ -491,6 +554,7 @@ def rows_for(res: ScaleResult) -> list[Row]:
     floor_s = res.floor.result["seconds"] if res.floor else None
     if res.floor:
         rows.append(Row(f"[{tag}] floor: download + parse all pages", n, floor_s, res.floor.maxrss_mb))
+        rows[-1].cpu = res.floor.cpu_s
     if res.engine_full:
         e = res.engine_full
         ratio = e.result["seconds"] / floor_s if floor_s else None
@@ -503,11 +567,12 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 f"{ratio:.2f}x floor" if ratio else "",
                 f"<= {GOAL_FLOOR_RATIO}x floor",
                 ratio <= GOAL_FLOOR_RATIO if ratio else None,
+                cpu=e.cpu_s,
             )
         )
     if res.cli_full:
         c = res.cli_full
-        steps = sum(v for k, v in res.cli_steps_full.items() if k in _ENTITY_NAMES)
+        steps = sum(v for k, v in res.cli_events_full.get("steps", {}).items() if k in _ENTITY_NAMES)
         ratio = c.seconds / floor_s if floor_s else None
         rows.append(
             Row(
@@ -518,16 +583,26 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 f"{ratio:.2f}x floor" if ratio else "",
                 f"<= {GOAL_FLOOR_RATIO}x floor",
                 ratio <= GOAL_FLOOR_RATIO if ratio else None,
+                cpu=c.cpu_s,
             )
         )
+        ev = res.cli_events_full
         if steps:
             rows.append(
                 Row(
-                    f"[{tag}]   CLI entity steps only (Dagster step times)",
+                    f"[{tag}]   of which entity steps (Dagster step times)",
                     n,
                     steps,
                     None,
                     f"{steps / floor_s:.2f}x floor" if floor_s else "",
+                )
+            )
+        if ev.get("planned_events"):
+            rows.append(
+                Row(
+                    f"[{tag}]   of which recording {ev['planned_events']} planned-materialization events",
+                    None,
+                    ev["planned_seconds"],
                 )
             )
     if res.derived:
@@ -540,6 +615,7 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 d.maxrss_mb,
                 goal=f"< {GOAL_DERIVED_S:.0f} s",
                 ok=d.result["seconds"] < GOAL_DERIVED_S,
+                cpu=d.cpu_s,
             )
         )
     changes = sum(res.changes.values())
@@ -550,6 +626,7 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 _fetched(res.engine_incr),
                 res.engine_incr.result["seconds"],
                 res.engine_incr.maxrss_mb,
+                cpu=res.engine_incr.cpu_s,
             )
         )
     if res.cli_incr:
@@ -559,12 +636,29 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 None,
                 res.cli_incr.seconds,
                 res.cli_incr.maxrss_mb,
+                cpu=res.cli_incr.cpu_s,
             )
         )
+        ev = res.cli_events_incr
+        steps = sum(v for k, v in ev.get("steps", {}).items() if k in _ENTITY_NAMES)
+        if steps:
+            rows.append(
+                Row(
+                    f"[{tag}]   of which entity steps ({ev['planned_events']} planned events, "
+                    f"{ev['planned_seconds']:.1f} s)",
+                    None,
+                    steps,
+                )
+            )
     return rows
 
 
 _ENTITY_NAMES = ("studios", "tags", "performers", "groups", "galleries", "scenes", "images")
+
+
+def _step(events: dict[str, Any], name: str) -> str:
+    steps = events.get("steps", {})
+    return f"{steps[name]:.2f}" if name in steps else ""
 
 
 def _fetched(proc: Proc) -> int:
@@ -627,6 +721,7 @@ def print_main(rows: list[Row]) -> None:
             r.measure,
             f"{r.items:,}" if r.items is not None else "",
             f"{r.seconds:.2f}" if r.seconds is not None else "",
+            f"{r.cpu:.1f}" if r.cpu is not None else "",
             f"{r.items / r.seconds:,.0f}" if r.items and r.seconds else "",
             f"{r.peak_mb:,.0f} MB" if r.peak_mb is not None else "",
             r.ratio,
@@ -636,7 +731,9 @@ def print_main(rows: list[Row]) -> None:
         for r in rows
     ]
     print_table(
-        "RESULTS", ("measure", "entities", "seconds", "entities/s", "peak RSS", "ratio", "goal", "ok"), table
+        "RESULTS (seconds: wall; cpu s: the process's user + system CPU)",
+        ("measure", "entities", "seconds", "cpu s", "entities/s", "peak RSS", "ratio", "goal", "ok"),
+        table,
     )
 
 
@@ -659,7 +756,8 @@ def print_details(res: ScaleResult) -> None:
                     f"{t['seconds']:.2f}",
                     f"{t['seconds'] / f['seconds']:.2f}x" if f.get("seconds") else "",
                     *(f"{t['phases'].get(p, 0):.2f}" for p in phases_seen),
-                    f"{res.cli_steps_full.get(name, 0):.2f}" if res.cli_steps_full else "",
+                    _step(res.cli_events_full, name),
+                    f"{t.get('rss_mb', 0):,.0f}/{t.get('hwm_mb', 0):,.0f}/{t.get('duckdb_mb', 0):,.0f}",
                 )
             )
         e = res.engine_full.result
@@ -673,11 +771,22 @@ def print_details(res: ScaleResult) -> None:
                 "",
                 *("" for _ in phases_seen),
                 "",
+                "",
             )
         )
         print_table(
             f"[{res.scale}] full sync per type (seconds; DuckDB file {e['db_mb']:,.0f} MB, DuckDB memory at end {e['duckdb_memory_mb'] or 0:,.0f} MB)",
-            ("type", "rows", "pages", "floor", "engine", "ratio", *phases_seen, "CLI step"),
+            (
+                "type",
+                "rows",
+                "pages",
+                "floor",
+                "engine",
+                "ratio",
+                *phases_seen,
+                "CLI step",
+                "MB rss/peak/duckdb",
+            ),
             table,
         )
     if res.engine_incr:
@@ -692,7 +801,7 @@ def print_details(res: ScaleResult) -> None:
                     str(t["created"]),
                     f"{t['seconds']:.3f}",
                     ", ".join(f"{k} {v:.3f}" for k, v in t["phases"].items()),
-                    f"{res.cli_steps_incr.get(name, 0):.2f}" if res.cli_steps_incr else "",
+                    _step(res.cli_events_incr, name),
                 )
             )
         print_table(
@@ -705,9 +814,10 @@ def print_details(res: ScaleResult) -> None:
             (name, f"{t['rows']:,}", f"{t['seconds']:.2f}")
             for name, t in res.derived.result["tables"].items()
         ]
-        cli = {k: v for k, v in res.cli_steps_full.items() if k not in _ENTITY_NAMES}
+        derived_names = set(res.derived.result["tables"])
+        cli = {k: v for k, v in res.cli_events_full.get("steps", {}).items() if k in derived_names}
         if cli:
-            table.append(("(CLI: derived steps, Dagster step times)", "", f"{sum(cli.values()):.2f}"))
+            table.append(("(CLI: the derived steps, Dagster step times)", "", f"{sum(cli.values()):.2f}"))
         print_table(
             f"[{res.scale}] derived tables (mirror.derived.rebuild)", ("table", "rows", "seconds"), table
         )
@@ -745,7 +855,9 @@ def print_details(res: ScaleResult) -> None:
 
 def to_json(res: ScaleResult) -> dict[str, Any]:
     def proc(p: Proc | None) -> dict[str, Any] | None:
-        return None if p is None else {"wall_seconds": p.seconds, "maxrss_mb": p.maxrss_mb, **p.result}
+        if p is None:
+            return None
+        return {"wall_seconds": p.seconds, "cpu_seconds": p.cpu_s, "maxrss_mb": p.maxrss_mb, **p.result}
 
     return {
         "scale": res.scale,
@@ -757,12 +869,12 @@ def to_json(res: ScaleResult) -> dict[str, Any]:
         "floor": proc(res.floor),
         "engine_full": proc(res.engine_full),
         "cli_full": proc(res.cli_full),
-        "cli_steps_full": res.cli_steps_full,
+        "cli_events_full": res.cli_events_full,
         "derived": proc(res.derived),
         "changes": res.changes,
         "engine_incr": proc(res.engine_incr),
         "cli_incr": proc(res.cli_incr),
-        "cli_steps_incr": res.cli_steps_incr,
+        "cli_events_incr": res.cli_events_incr,
         "page_sizes": [{"page_size": s, "floor": proc(f), "engine": proc(e)} for s, f, e in res.sweep],
     }
 
@@ -777,6 +889,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--prefetch", type=int, default=2, help="SyncOptions.prefetch of the bare engine")
     parser.add_argument("--changes", type=int, default=CHANGES)
+    parser.add_argument(
+        "--memory-limit", default=None, help="DuckDB memory_limit of the bare engine's connection, e.g. 256MB"
+    )
     parser.add_argument(
         "--page-sizes",
         default="",

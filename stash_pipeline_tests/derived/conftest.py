@@ -61,10 +61,16 @@ class DerivedEnv:
         return self.defs.resolve_assets_def(ENTITY_KEYS[0]).partitions_def.get_partition_keys()
 
     def _execute(
-        self, selection: Sequence[dg.AssetKey], tags: dict[str, str] | None = None, run_config: dict | None = None
+        self,
+        selection: Sequence[dg.AssetKey],
+        tags: dict[str, str] | None = None,
+        run_config: dict | None = None,
     ) -> dg.ExecuteInProcessResult:
         result = self.defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=self.instance, asset_selection=list(selection), tags=tags or {}, run_config=run_config or {}
+            instance=self.instance,
+            asset_selection=list(selection),
+            tags=tags or {},
+            run_config=run_config or {},
         )
         assert result.success
         return result
@@ -103,6 +109,29 @@ class DerivedEnv:
             self._execute(keys)
         return keys
 
+    # ------------------------------------------------------------------ checks
+    def run_checks(self) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+        """Execute the ``mirror_checks`` job (every check, nothing materialized)."""
+        result = self.defs.resolve_job_def("mirror_checks").execute_in_process(instance=self.instance)
+        assert result.success  # a failed check is a result, never a failed run
+        return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+    def check_evaluations(self, run_id: str) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+        """The check evaluations a run recorded (e.g. a CLI sync's)."""
+        records = self.instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        out = {}
+        for record in records:
+            evaluation = record.event_log_entry.dagster_event.event_specific_data
+            out[(evaluation.asset_key.path[-1], evaluation.check_name)] = evaluation
+        return out
+
+    def execute(self, sql: str, params: list | None = None) -> None:
+        """Write to the DuckDB file behind the pipeline's back (to corrupt it on purpose)."""
+        with duckdb.connect(self.db_path) as con:
+            con.execute(sql, params or [])
+
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(self.db_path, read_only=True) as con:
@@ -128,7 +157,9 @@ def derived_env(
     with dg.instance_for_test() as instance:
         counter = iter(range(100))
 
-        def make(size: LibrarySize = DERIVED_SIZE, seed: int = 11, fake: FakeStash | None = None) -> DerivedEnv:
+        def make(
+            size: LibrarySize = DERIVED_SIZE, seed: int = 11, fake: FakeStash | None = None
+        ) -> DerivedEnv:
             fake = fake or FakeStash.generated(size, seed=seed)
             server = make_fake_server(fake)
             db_path = str(tmp_path / f"derived{next(counter)}.duckdb")

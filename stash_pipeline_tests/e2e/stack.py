@@ -6,6 +6,7 @@ The query shapes follow ``dagster_graphql`` 1.13 (``dagster_graphql/schema/`` an
 ``dagster_graphql/client/client_queries.py``).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,6 +23,15 @@ import duckdb
 import httpx
 
 from stash_pipeline.instance import INSTANCE_YAML
+from stash_pipeline.stash.entities import ENTITY_SPECS
+from stash_pipeline_tests.expected_mirror import (
+    LINKS,
+    SCALARS,
+    actual_entity_rows,
+    actual_link_rows,
+    expected_entity_rows,
+    expected_link_rows,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = str(PROJECT_ROOT / "workspace.yaml")
@@ -83,7 +93,9 @@ class DagsterProcesses:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, home: Path, workdir: Path, log_dir: Path, stash_env: dict[str, str]) -> "DagsterProcesses":
+    def create(
+        cls, home: Path, workdir: Path, log_dir: Path, stash_env: dict[str, str]
+    ) -> "DagsterProcesses":
         for path in (home, workdir, log_dir):
             path.mkdir(parents=True, exist_ok=True)
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
@@ -92,7 +104,7 @@ class DagsterProcesses:
         env.update(
             DAGSTER_HOME=str(home),
             PYTHONUNBUFFERED="1",
-            # an empty key in the environment wins over any developer's .env in the project root
+            # the fake has no API key (and refuses one sent to it); empty also wins over any .env
             STASH_API_KEY="",
         )
         return cls(home=home, workdir=workdir, env=env, log_dir=log_dir)
@@ -140,9 +152,7 @@ class DagsterProcesses:
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise E2EError(
-                    f"dagster {name} exited with code {proc.returncode}:\n{self.log_tail(name)}"
-                )
+                raise E2EError(f"dagster {name} exited with code {proc.returncode}:\n{self.log_tail(name)}")
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{name}.log"
@@ -158,14 +168,16 @@ class DagsterProcesses:
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, timeout, "the webserver's /server_info", describe=lambda: self.log_tail("webserver"))
+        wait_until(
+            ready, timeout, "the webserver's /server_info", describe=lambda: self.log_tail("webserver")
+        )
 
     def stop(self, timeout: float = 20) -> list[str]:
         """SIGTERM each process group, then SIGKILL what is left; returns the names that needed it."""
         killed = []
         for proc in self.procs.values():
             if proc.poll() is None:
-                with _ignore_missing():
+                with _gone():
                     os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for name, proc in self.procs.items():
@@ -174,27 +186,23 @@ class DagsterProcesses:
             except subprocess.TimeoutExpired:
                 killed.append(name)
             # the group may outlive its leader (code servers, run workers): always sweep it
-            with _ignore_missing():
+            with _gone():
                 os.killpg(proc.pid, signal.SIGKILL)
-            with _ignore_missing():
+            with _gone():
                 proc.wait(timeout=5)
         return killed
 
     def save_logs(self, target: Path) -> None:
+        """The processes' logs and the whole instance (run and event storage, compute logs)."""
         target.mkdir(parents=True, exist_ok=True)
         for path in self.log_dir.glob("*.log"):
             shutil.copy(path, target / path.name)
-        storage = self.home / "storage"
-        if storage.exists():
-            shutil.copytree(storage, target / "dagster_home_storage", dirs_exist_ok=True)
+        shutil.copytree(self.home, target / "dagster_home", dirs_exist_ok=True)
 
 
-class _ignore_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, (ProcessLookupError, PermissionError))
+def _gone() -> contextlib.suppress:
+    """Signalling or reaping a process that is already gone is fine."""
+    return contextlib.suppress(ProcessLookupError, PermissionError, subprocess.TimeoutExpired)
 
 
 # ---------------------------------------------------------------------------------------- GraphQL
@@ -271,7 +279,9 @@ class DagsterGraphQL:
         data = self.query(
             "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"
         )
-        statuses = {d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]}
+        statuses = {
+            d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]
+        }
         return {name: bool(statuses.get(name)) for name in needed}
 
     def _selector(self, **extra: str) -> dict[str, str]:
@@ -286,6 +296,19 @@ class DagsterGraphQL:
             {"s": self._selector(sensorName=name)},
         )
         return self._expect(data["sensorOrError"], "Sensor", f"looking up sensor {name}")["sensorState"]
+
+    def sensor_ticks(self, name: str, after: float) -> list[dict]:
+        """The sensor's ticks since ``after`` (epoch seconds), newest first."""
+        data = self.query(
+            """query($s: SensorSelector!, $after: Float) { sensorOrError(sensorSelector: $s) { __typename
+                 ... on Sensor { sensorState { ticks(afterTimestamp: $after, limit: 20) {
+                   status timestamp skipReason runIds error { message } } } }
+                 ... on PythonError { message } ... on SensorNotFoundError { message } } }""",
+            {"s": self._selector(sensorName=name), "after": after},
+        )
+        return self._expect(data["sensorOrError"], "Sensor", f"reading the ticks of {name}")["sensorState"][
+            "ticks"
+        ]
 
     def stop_sensor(self, name: str) -> None:
         state = self.sensor_state(name)
@@ -312,7 +335,9 @@ class DagsterGraphQL:
                  ... on Schedule { scheduleState { id status } } ... on PythonError { message } } }""",
             {"s": self._selector(scheduleName=name)},
         )
-        state = self._expect(data["scheduleOrError"], "Schedule", f"looking up schedule {name}")["scheduleState"]
+        state = self._expect(data["scheduleOrError"], "Schedule", f"looking up schedule {name}")[
+            "scheduleState"
+        ]
         if state["status"] != "RUNNING":
             return
         data = self.query(
@@ -386,7 +411,10 @@ class DagsterGraphQL:
             return run if run["status"] in wanted else None
 
         return wait_until(
-            done, timeout, f"run {run_id[:8]} to reach {sorted(wanted)}", describe=lambda: self.describe_run(run_id)
+            done,
+            timeout,
+            f"run {run_id[:8]} to reach {sorted(wanted)}",
+            describe=lambda: self.describe_run(run_id),
         )
 
     def wait_until_idle(self, timeout: float) -> None:
@@ -436,7 +464,11 @@ class DagsterGraphQL:
 
     # ------------------------------------------------------------------ backfills
     def launch_backfill(self, assets: Iterable[str]) -> str:
-        params = {"assetSelection": [{"path": [a]} for a in assets], "allPartitions": True, "title": "e2e full sync"}
+        params = {
+            "assetSelection": [{"path": [a]} for a in assets],
+            "allPartitions": True,
+            "title": "e2e full sync",
+        }
         data = self.query(
             """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) { __typename
                  ... on LaunchBackfillSuccess { backfillId }
@@ -445,7 +477,9 @@ class DagsterGraphQL:
                  ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }""",
             {"p": params},
         )
-        result = self._expect(data["launchPartitionBackfill"], "LaunchBackfillSuccess", "launching the backfill")
+        result = self._expect(
+            data["launchPartitionBackfill"], "LaunchBackfillSuccess", "launching the backfill"
+        )
         return result["backfillId"]
 
     def backfill(self, backfill_id: str) -> dict:
@@ -501,3 +535,67 @@ def open_mirror(path: str | Path, timeout: float = 60) -> duckdb.DuckDBPyConnect
             return None
 
     return wait_until(attempt, timeout, f"a read-only connection to {path}", describe=lambda: str(last))
+
+
+def link_writers() -> dict[str, list[tuple[str, int]]]:
+    """Per link table, the entity types whose sync writes it, with the position of their id in a link
+    row: the owner first (``scene_tags``: scenes at 0), and for a reverse relation the target
+    (``scene_galleries`` is also written from the galleries' side, their id at 1)."""
+    writers: dict[str, list[tuple[str, int]]] = {}
+    for spec in ENTITY_SPECS:
+        for rel in spec.relations:
+            writers.setdefault(rel.table, []).append((spec.name, 1 if rel.reverse else 0))
+    return writers
+
+
+def partial_mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, limit: int = 20) -> list[str]:
+    """Differences between a possibly incomplete mirror and the truth, for the rows it holds.
+
+    Rows may be missing (an interrupted sync), but every row present must equal Stash's, and the
+    link rows must be exactly Stash's links of the rows present on a side that writes them: a page
+    is committed whole (the entity rows with their links) or not at all.  A link row none of whose
+    writers is present is an orphan, left by a page committed in part.
+    """
+    problems: list[str] = []
+    present: dict[str, set[int]] = {}
+    for table in SCALARS:
+        expected = expected_entity_rows(truth, table)
+        columns = list(next(iter(expected.values())).keys()) if expected else []
+        ids = [r[0] for r in con.execute(f"SELECT id FROM {table}").fetchall()]
+        actual = actual_entity_rows(con, table, columns) if columns else {i: {} for i in ids}
+        present[table] = set(ids)
+        if len(ids) != len(set(ids)):
+            problems.append(f"{table}: duplicate ids")
+        extra = sorted(set(ids) - set(expected))
+        if extra:
+            problems.append(f"{table}: ids Stash does not have {extra[:10]} ({len(extra)})")
+        for entity_id in sorted(set(actual) & set(expected)):
+            for column, want in expected[entity_id].items():
+                got = actual[entity_id].get(column)
+                if isinstance(want, float) and isinstance(got, float) and abs(want - got) < 1e-9:
+                    continue
+                if got != want:
+                    problems.append(f"{table}[{entity_id}].{column}: mirror {got!r} != stash {want!r}")
+                    if len(problems) >= limit:
+                        return problems
+    writers = link_writers()
+    for table in LINKS:
+        sides = writers[table]
+
+        def written(link: tuple, sides: list[tuple[str, int]] = sides) -> bool:
+            return any(link[pos] in present[kind] for kind, pos in sides)
+
+        expected_links = {link for link in expected_link_rows(truth, table) if written(link)}
+        actual_links = set(actual_link_rows(con, table))
+        orphans = sorted(link for link in actual_links if not written(link))
+        missing = sorted(expected_links - actual_links)
+        extra = sorted(actual_links - expected_links - set(orphans))
+        if orphans:
+            problems.append(f"{table}: links of rows that are not there {orphans[:5]} ({len(orphans)})")
+        if missing:
+            problems.append(f"{table}: links missing for rows present {missing[:5]} ({len(missing)})")
+        if extra:
+            problems.append(f"{table}: links Stash does not have {extra[:5]} ({len(extra)})")
+        if len(problems) >= limit:
+            break
+    return problems

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from stash_pipeline.settings import Settings, load_env_file, parse_env_file
+from stash_pipeline.settings import Settings, _system_timezone, load_env_file, parse_env_file
 
 
 def test_defaults_with_empty_environment(tmp_path: Path) -> None:
     settings = Settings.from_env({}, env_file=tmp_path / "absent.env")
-    assert settings == Settings()
+    # Schedules default to the machine's own zone ("03:00 server time").
+    assert settings == Settings(schedule_timezone=_system_timezone())
     assert settings.stash_url == "http://127.0.0.1:9999"
     assert settings.api_key is None
     assert settings.db_path == "data/stash.duckdb"
@@ -85,3 +86,11 @@ def test_load_env_file_fills_only_unset_variables(tmp_path: Path, monkeypatch: p
     assert os.environ["STASH_TEST_ONLY_B"] == "from-env"
     monkeypatch.delenv("STASH_TEST_ONLY_A")
     assert load_env_file(tmp_path / "absent.env") == []
+
+
+def test_schedule_timezone_from_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env({"STASH_SCHEDULE_TIMEZONE": "Australia/Sydney"}, env_file=tmp_path / "x")
+    assert settings.schedule_timezone == "Australia/Sydney"
+    assert Settings.from_env({"TZ": "America/New_York"}, env_file=tmp_path / "x").schedule_timezone == (
+        "America/New_York"
+    )
