@@ -83,7 +83,7 @@ OPERATIONAL_DDL = [
         run_id VARCHAR NOT NULL,
         entity_type VARCHAR NOT NULL,
         sync_type VARCHAR NOT NULL,          -- full | incremental | window | specific
-        status VARCHAR NOT NULL,             -- running | success | partial | failed | skipped
+        status VARCHAR NOT NULL,             -- running | success | partial | failed | cancelled | skipped | interrupted
         started_at TIMESTAMPTZ NOT NULL,
         finished_at TIMESTAMPTZ,
         window_start VARCHAR,

@@ -203,8 +203,11 @@ class EntitySync:
                 self._sync_filtered(mode, criterion, state, report, logctx)
             report.status = "partial" if report.failed else "success"
         except BaseException as exc:
-            report.status = "cancelled" if isinstance(exc, SyncCancelled) else "failed"
-            report.error = str(exc)[:1000]
+            # A termination (Dagster raises a BaseException into the step, like Ctrl-C) is a
+            # cancellation, not a failure: the committed pages stand and the next run resumes.
+            stopped = isinstance(exc, SyncCancelled) or not isinstance(exc, Exception)
+            report.status = "cancelled" if stopped else "failed"
+            report.error = str(exc)[:1000] or ("run terminated" if stopped else type(exc).__name__)
             report.seconds = time.perf_counter() - started
             self._finish(report, state, final=False)
             raise
