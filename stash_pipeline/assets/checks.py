@@ -47,7 +47,7 @@ from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.derived import DERIVED_TABLES
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline.mirror.state import read_state
-from stash_pipeline.resources import StashResource
+from stash_pipeline.resources import StashResource, mirror_connection
 from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec
 
 SAMPLE = 10  # offending ids listed per problem in a failed check's metadata
@@ -229,7 +229,7 @@ def build_entity_checks(spec: EntitySpec) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, stash: StashResource, mirror: DuckDBResource
     ) -> Iterator[dg.AssetCheckResult]:
         selected = {key.name for key in context.selected_asset_check_keys}
-        with mirror.get_connection() as con:
+        with mirror_connection(mirror) as con:
             ensure_schema(con)
             if COUNT_CHECK in selected:
                 try:
@@ -408,7 +408,7 @@ def build_derived_check(name: str) -> dg.AssetChecksDefinition:
     )
     def derived_check(mirror: DuckDBResource) -> dg.AssetCheckResult:
         try:
-            with mirror.get_connection() as con:
+            with mirror_connection(mirror) as con:
                 ok, metadata = run_probes(con, probes)
         except Exception as exc:
             return _error_result(DERIVED_CHECK, name, exc, dg.AssetCheckSeverity.ERROR)

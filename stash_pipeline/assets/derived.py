@@ -12,6 +12,7 @@ from stash_pipeline.assets.entities import WRITER_POOL
 from stash_pipeline.assets.metadata import table_schema
 from stash_pipeline.mirror.derived import DERIVED_DEPENDENCIES, DERIVED_TABLES, DerivedTable, rebuild
 from stash_pipeline.mirror.schema import ensure_schema
+from stash_pipeline.resources import mirror_connection
 
 DERIVED_GROUP = "derived"
 
@@ -68,7 +69,7 @@ def build_derived_asset(table: DerivedTable) -> dg.AssetsDefinition:
         metadata={"dagster/table_name": f"stash.main.{table.name}"},
     )
     def derived_asset(context: dg.AssetExecutionContext, mirror: DuckDBResource) -> dg.MaterializeResult:
-        with mirror.get_connection() as con:
+        with mirror_connection(mirror) as con:
             ensure_schema(con)
             rows = rebuild(con, table)
             schema = table_schema(con, table.name)

@@ -6,10 +6,8 @@ thanks to ``BackfillPolicy.single_run()``).  Run config can ask for an increment
 stored cursor) or a targeted resync of ids instead.
 """
 
-import contextlib
 import time
 import uuid
-from collections.abc import Iterator
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -20,7 +18,7 @@ from stash_pipeline.assets.partitions import monthly_partitions, window_for
 from stash_pipeline.mirror.schema import entity_columns
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
 from stash_pipeline.progress import ProgressTracker
-from stash_pipeline.resources import StashResource
+from stash_pipeline.resources import StashResource, mirror_connection
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec
 
@@ -118,18 +116,6 @@ def build_entity_asset(
         return dg.MaterializeResult(metadata=metadata, tags={"stash/sync_type": report.sync_type})
 
     return entity_asset
-
-
-@contextlib.contextmanager
-def mirror_connection(mirror: DuckDBResource) -> Iterator:
-    """``mirror.get_connection()``, closed on failure too: ``DuckDBResource`` closes it only after a
-    clean exit, so a step that raised (a refused delete, an unreachable Stash) left its write
-    connection open, held by the traceback, and the file locked for the rest of the process."""
-    with mirror.get_connection() as con:
-        try:
-            yield con
-        finally:
-            con.close()
 
 
 def cancellation_check(context: dg.AssetExecutionContext, every_seconds: float = 2.0):

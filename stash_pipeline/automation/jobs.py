@@ -6,10 +6,10 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from stash_pipeline.assets.entities import WRITER_POOL, mirror_connection
+from stash_pipeline.assets.entities import WRITER_POOL
 from stash_pipeline.assets.metadata import report_metadata
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
-from stash_pipeline.resources import StashResource
+from stash_pipeline.resources import StashResource, mirror_connection
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.entities import spec_for
 

@@ -481,7 +481,8 @@ class EntitySync:
             values["local_count"] = (
                 report.local_count if report.local_count is not None else self._local_count()
             )
-            values["stash_count"] = report.stash_count
+            if report.stash_count is not None:  # a targeted resync does not count Stash
+                values["stash_count"] = report.stash_count
             values["resume_key"] = None
             values["resume_after_id"] = None
             values["resume_cursor"] = None

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -57,3 +58,15 @@ def mirror_database_resource(settings: Settings) -> DuckDBResource:
 
     Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
     return DuckDBResource(database=settings.db_path)
+
+
+@contextlib.contextmanager
+def mirror_connection(mirror: DuckDBResource) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``mirror.get_connection()``, closed on failure too: ``DuckDBResource`` closes it only after a
+    clean exit, so a step that raised (a refused delete, an unreachable Stash) left its write
+    connection open, held by the traceback, and the file locked for the rest of the process."""
+    with mirror.get_connection() as con:
+        try:
+            yield con
+        finally:
+            con.close()

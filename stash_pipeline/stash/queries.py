@@ -189,7 +189,11 @@ def count_probes_query(entries: tuple[tuple[str, str, bool], ...]) -> str:
             fields.append(f"{alias}: {spec.query}({probe}) {{ count }}")
     if not fields:
         raise ValueError("count_probes needs at least one probe")
-    head = f"query {COUNT_PROBES_OPERATION}({', '.join(params)})" if params else f"query {COUNT_PROBES_OPERATION}"
+    head = (
+        f"query {COUNT_PROBES_OPERATION}({', '.join(params)})"
+        if params
+        else f"query {COUNT_PROBES_OPERATION}"
+    )
     return f"{head} {{ {' '.join(fields)} }}"
 
 
