@@ -629,6 +629,18 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 cpu=res.engine_incr.cpu_s,
             )
         )
+        phases: dict[str, float] = {}
+        for t in res.engine_incr.result["types"].values():
+            for phase, seconds in t["phases"].items():
+                phases[phase] = phases.get(phase, 0.0) + seconds
+        rows.append(
+            Row(
+                f"[{tag}]   of which shape + merge (the engine's own work); counts: "
+                f"{phases.get('counts', 0):.2f} s (server-side)",
+                None,
+                phases.get("shape", 0) + phases.get("merge", 0),
+            )
+        )
     if res.cli_incr:
         rows.append(
             Row(
