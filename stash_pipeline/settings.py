@@ -75,6 +75,8 @@ class Settings:
     overlap_seconds: int = 3600
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
+    duckdb_memory_limit: str = "256MB"
+    merge_rows: int = 10_000
     sensor_interval_seconds: int = 300
     full_sync_cron: str = "0 3 * * *"
     incremental_cron: str = "*/30 * * * *"
@@ -147,6 +149,8 @@ class Settings:
             overlap_seconds=number("STASH_OVERLAP_SECONDS", cls.overlap_seconds, int, 0),
             partition_start=start,
             max_delete_fraction=number("STASH_MAX_DELETE_FRACTION", cls.max_delete_fraction, float, 0, 1),
+            duckdb_memory_limit=get("STASH_DUCKDB_MEMORY_LIMIT") or cls.duckdb_memory_limit,
+            merge_rows=number("STASH_MERGE_ROWS", cls.merge_rows, int, 1),
             sensor_interval_seconds=number("STASH_SENSOR_INTERVAL", cls.sensor_interval_seconds, int, 10),
             full_sync_cron=get("STASH_FULL_SYNC_CRON") or cls.full_sync_cron,
             incremental_cron=get("STASH_INCREMENTAL_CRON") or cls.incremental_cron,

@@ -51,6 +51,7 @@ def sync_options(settings: Settings, config: SyncConfig) -> SyncOptions:
         overlap_seconds=settings.overlap_seconds,
         max_delete_fraction=settings.max_delete_fraction,
         allow_mass_delete=config.allow_mass_delete,
+        merge_rows=settings.merge_rows,
     )
 
 

@@ -5,6 +5,7 @@ A page's transaction holds the entity upsert, the replacement of that page's lin
 rerun resumes where the last commit left off (DESIGN.md §2 rule 3).
 """
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -113,9 +114,7 @@ class EntityMerger:
                 log_rows.append((entity_id if entity_id is not None else -1, "failed", None, reason, None))
             write_log(con, self.spec.name, log, log_rows)
         finally:
-            con.unregister("page_entities")
-            for i in range(len(self.spec.relations)):
-                con.unregister(f"page_link_{i}")
+            unregister(con, "page_entities", *(f"page_link_{i}" for i in range(len(self.spec.relations))))
         return outcome
 
     def _write(self, con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
@@ -135,7 +134,16 @@ class EntityMerger:
                 )
                 con.execute(f"INSERT INTO {table} ({cols}) {union}")
         finally:
-            con.unregister("write_ids")
+            unregister(con, "write_ids")
+
+
+def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Unregister views in a ``finally``: once a statement failed, DuckDB refuses ``unregister`` in
+    the aborted transaction ("Current transaction is aborted"), and that error would replace the
+    real one (an out-of-memory error surfaced as a TransactionException)."""
+    for name in names:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
 
 
 def _link_agg(rel: Relation) -> str:
@@ -183,7 +191,7 @@ def write_log(
     try:
         con.execute("INSERT INTO sync_log SELECT * FROM log_rows")
     finally:
-        con.unregister("log_rows")
+        unregister(con, "log_rows")
 
 
 # --------------------------------------------------------------------------- deletes and referrers
@@ -225,7 +233,7 @@ def find_referrers(
             ).fetchall()
             found[ref.owner_type].update(r[0] for r in rows)
     finally:
-        con.unregister("vanished_ids")
+        unregister(con, "vanished_ids")
     return dict(found)
 
 
@@ -262,5 +270,5 @@ def delete_entities(
                 )
         write_log(con, spec.name, log, [(i, "deleted", None, None, None) for i in existing])
     finally:
-        con.unregister("doomed_ids")
+        unregister(con, "doomed_ids")
     return len(existing)

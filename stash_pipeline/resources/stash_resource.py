@@ -57,7 +57,12 @@ def mirror_database_resource(settings: Settings) -> DuckDBResource:
     from pathlib import Path
 
     Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=settings.db_path)
+    # DuckDB's default memory limit is 80% of RAM, and it keeps every block it has touched cached
+    # up to that limit: a full sync's resident memory then grows with the library.  A fixed limit
+    # keeps it flat (larger sorts and joins spill to <db>.tmp instead).
+    return DuckDBResource(
+        database=settings.db_path, connection_config={"memory_limit": settings.duckdb_memory_limit}
+    )
 
 
 @contextlib.contextmanager

@@ -705,17 +705,31 @@ class StashClient:
         exists now was read or is re-listed).  A short or unverifiable sweep raises
         ``StashConsistencyError``: callers must never mass-delete on it.
         """
-        if page_size < 1:
-            raise ValueError("page_size must be >= 1")
-        if not spec.keyset:
-            return self._snapshot_ids(spec, filter)
         ids: list[int] = []
-        for items, _count in self._keyset_read(spec, filter, page_size, ids_only=True, recover=False):
-            ids.extend(int(item["id"]) for item in items)
+        for page in self.iter_id_pages(spec, filter, page_size):
+            ids.extend(page)
         unique = sorted(set(ids))
         if len(unique) != len(ids):
             raise StashConsistencyError(f"{spec.name} id sweep returned duplicate ids")
         return unique
+
+    def iter_id_pages(
+        self, spec: EntitySpec, filter: Filter = None, page_size: int = 50000
+    ) -> Iterator[list[int]]:
+        """The verified sweep of ``sweep_ids``, one page of ids at a time (memory: one page).
+
+        Each page is strictly ascending and above every id of the pages before it, except a final
+        re-listed page (ids below the last one that were not on any page: see ``_keyset_read``).
+        Offset types: one page, sorted.  The sweep is verified only once the iterator is exhausted:
+        callers must not delete anything before that.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be >= 1")
+        if not spec.keyset:
+            yield self._snapshot_ids(spec, filter)
+            return
+        for items, _count in self._keyset_read(spec, filter, page_size, ids_only=True, recover=False):
+            yield [int(item["id"]) for item in items]
 
     def fetch_by_ids(self, spec: EntitySpec, ids: Iterable[int | str]) -> tuple[list[JSON], list[int]]:
         """Full entities for ``ids`` (deduplicated; Stash rejects duplicates), in chunks.
