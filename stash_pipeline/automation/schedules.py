@@ -11,8 +11,22 @@ from stash_pipeline.settings import Settings
 from stash_pipeline.stash.entities import ENTITY_SPECS
 
 
-def _all_types_config(mode: str) -> dict:
-    return {"ops": {s.name: {"config": {"mode": mode}} for s in ENTITY_SPECS}}
+def _all_types_request(
+    context: dg.ScheduleEvaluationContext, partitions: dg.TimeWindowPartitionsDefinition, mode: str
+) -> dg.RunRequest:
+    """Every type in ``mode``, over every partition (each type reads from its own cursor when
+    incremental, so the range is bookkeeping; for a full sync it is the whole library)."""
+    del context  # the partitions of "now" (a manual test tick has no scheduled time)
+    keys = partitions.get_partition_keys()
+    return dg.RunRequest(
+        run_config={"ops": {s.name: {"config": {"mode": mode}} for s in ENTITY_SPECS}},
+        tags={
+            RANGE_START: keys[0],
+            RANGE_END: keys[-1],
+            "stash/launched_by": "schedule",
+            "stash/sync_type": mode,
+        },
+    )
 
 
 def build_schedules(
@@ -27,16 +41,7 @@ def build_schedules(
         description="Full reconciliation: every entity, then a verified sweep for deletions.",
     )
     def nightly_full_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
-        return dg.RunRequest(
-            run_config=_all_types_config("full"),
-            tags={
-                RANGE_START: keys[0],
-                RANGE_END: keys[-1],
-                "stash/launched_by": "schedule",
-                "stash/sync_type": "full",
-            },
-        )
+        return _all_types_request(context, partitions, "full")
 
     @dg.schedule(
         name="interval_incremental_sync",
@@ -47,16 +52,6 @@ def build_schedules(
         description="Incremental sync of every type on a fixed interval (the smart sensor usually suffices).",
     )
     def interval_incremental_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
-        # The whole range: the run reads from each type's own cursor, whatever the partitions.
-        return dg.RunRequest(
-            run_config=_all_types_config("incremental"),
-            tags={
-                RANGE_START: keys[0],
-                RANGE_END: keys[-1],
-                "stash/launched_by": "schedule",
-                "stash/sync_type": "incremental",
-            },
-        )
+        return _all_types_request(context, partitions, "incremental")
 
     return [nightly_full_sync, interval_incremental_sync]

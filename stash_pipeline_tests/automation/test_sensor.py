@@ -160,3 +160,20 @@ def test_sensors_and_schedules_defaults(world):
         defs.resolve_schedule_def("interval_incremental_sync").default_status
         == dg.DefaultScheduleStatus.STOPPED
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"), [("nightly_full_sync", "full"), ("interval_incremental_sync", "incremental")]
+)
+def test_schedules_request_every_type_over_every_partition(world, name, mode):
+    _fake, defs, instance, settings = world
+    schedule = defs.resolve_schedule_def(name)
+    context = dg.build_schedule_context(instance=instance)
+    request = schedule.evaluate_tick(context).run_requests[0]
+    keys = defs.resolve_assets_def(dg.AssetKey("scenes")).partitions_def.get_partition_keys()
+    assert request.tags["dagster/asset_partition_range_start"] == keys[0]
+    assert request.tags["dagster/asset_partition_range_end"] == keys[-1]
+    assert {op: cfg["config"]["mode"] for op, cfg in request.run_config["ops"].items()} == dict.fromkeys(
+        ("studios", "tags", "performers", "groups", "galleries", "scenes", "images"), mode
+    )
+    assert schedule.execution_timezone == settings.schedule_timezone
