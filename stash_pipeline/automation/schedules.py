@@ -11,13 +11,10 @@ from stash_pipeline.settings import Settings
 from stash_pipeline.stash.entities import ENTITY_SPECS
 
 
-def _all_types_request(
-    context: dg.ScheduleEvaluationContext, partitions: dg.TimeWindowPartitionsDefinition, mode: str
-) -> dg.RunRequest:
+def _all_types_request(partitions: dg.TimeWindowPartitionsDefinition, mode: str) -> dg.RunRequest:
     """Every type in ``mode``, over every partition (each type reads from its own cursor when
     incremental, so the range is bookkeeping; for a full sync it is the whole library)."""
-    del context  # the partitions of "now" (a manual test tick has no scheduled time)
-    keys = partitions.get_partition_keys()
+    keys = partitions.get_partition_keys()  # as of now (a manual test tick has no scheduled time)
     return dg.RunRequest(
         run_config={"ops": {s.name: {"config": {"mode": mode}} for s in ENTITY_SPECS}},
         tags={
@@ -40,8 +37,8 @@ def build_schedules(
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Full reconciliation: every entity, then a verified sweep for deletions.",
     )
-    def nightly_full_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        return _all_types_request(context, partitions, "full")
+    def nightly_full_sync() -> dg.RunRequest:
+        return _all_types_request(partitions, "full")
 
     @dg.schedule(
         name="interval_incremental_sync",
@@ -51,7 +48,7 @@ def build_schedules(
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Incremental sync of every type on a fixed interval (the smart sensor usually suffices).",
     )
-    def interval_incremental_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        return _all_types_request(context, partitions, "incremental")
+    def interval_incremental_sync() -> dg.RunRequest:
+        return _all_types_request(partitions, "incremental")
 
     return [nightly_full_sync, interval_incremental_sync]
