@@ -399,7 +399,8 @@ def _element_type(rel: Relation) -> pa.DataType:
 
 
 def _column_exprs(column: Column) -> list[pl.Expr]:
-    """The fast path's expressions for one scalar column (as ``_column_series``, in one query)."""
+    """Casts and parses of one scalar column: the fast path selects them all in one query, the
+    row-by-row path (``_column_series``) one column at a time."""
     name, kind = column.name, column.kind
     if kind == "str":
         return [pl.col(name).replace("", None)]
@@ -474,44 +475,17 @@ def _reason(exc: Exception) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
-def _null_if_empty(series: pl.Series) -> pl.Series:
-    return pl.select(pl.when(series == "").then(None).otherwise(series)).to_series().alias(series.name)
-
-
 def _column_series(column: Column, values: list[Any]) -> dict[str, pl.Series]:
-    name = column.name
-    kind = column.kind
-    if kind == "str":
-        return {name: _null_if_empty(pl.Series(name, values, dtype=pl.String, strict=True))}
-    if kind == "date":
-        text = _null_if_empty(pl.Series(name, values, dtype=pl.String, strict=True))
-        length = text.str.len_chars()
-        padded = pl.select(
-            pl.when(length == 4).then(text + "-01-01").when(length == 7).then(text + "-01").otherwise(text)
-        ).to_series()
-        parsed = padded.str.to_date("%Y-%m-%d", strict=True)
-        if (parsed.is_null() & text.is_not_null()).any():
-            raise ValueError(f"field {name}: bad date")
-        precision = pl.select(
-            pl.when(text.is_null())
-            .then(None)
-            .when(length == 4)
-            .then(pl.lit("year"))
-            .when(length == 7)
-            .then(pl.lit("month"))
-            .otherwise(pl.lit("day"))
-        ).to_series()
-        return {
-            name: parsed.alias(name),
-            precision_column(column): precision.alias(precision_column(column)),
-        }
-    if kind == "timestamp":
-        text = _null_if_empty(pl.Series(name, values, dtype=pl.String, strict=True))
-        return {name: text.str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True).alias(name)}
+    """One column for the row-by-row path, parsed by the fast path's own expressions."""
+    name, kind = column.name, column.kind
     if kind == "str_list":
         return {
             name: pl.Series(
                 name, [v if v is not None else [] for v in values], dtype=pl.List(pl.String), strict=True
             )
         }
-    return {name: pl.Series(name, values, dtype=POLARS_TYPES[kind], strict=True)}
+    dtype = pl.String if kind in ("str", "date", "timestamp") else POLARS_TYPES[kind]
+    frame = pl.DataFrame({name: pl.Series(name, values, dtype=dtype, strict=True)}).select(
+        _column_exprs(column)
+    )
+    return {col: frame[col] for col in frame.columns}
