@@ -240,7 +240,10 @@ class EntitySync:
         except BaseException as exc:
             # A termination (Dagster raises a BaseException into the step, like Ctrl-C) is a
             # cancellation, not a failure: the committed pages stand and the next run resumes.
-            stopped = isinstance(exc, SyncCancelled) or not isinstance(exc, Exception)
+            # DuckDB turns an interrupt that lands inside a statement into its InterruptException.
+            stopped = isinstance(exc, SyncCancelled | duckdb.InterruptException) or not isinstance(
+                exc, Exception
+            )
             report.status = "cancelled" if stopped else "failed"
             report.error = str(exc)[:1000] or ("run terminated" if stopped else type(exc).__name__)
             report.seconds = time.perf_counter() - started
