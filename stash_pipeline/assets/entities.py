@@ -120,13 +120,15 @@ def build_entity_asset(
 
 
 def cancellation_check(context: dg.AssetExecutionContext, every_seconds: float = 2.0):
-    """Between pages: has someone asked Dagster to terminate this run?  (Checked every few seconds;
-    the page in flight is committed whole or rolled back, and the next run resumes.)"""
+    """Between pages: has someone asked Dagster to terminate this run?  (Checked every few seconds
+    unless ``force``; the page in flight is committed whole or rolled back, and the next run
+    resumes.)  The sync also asks with ``force`` when it failed: a termination can surface as a
+    plain exception from inside a library call, and it is still a cancellation."""
     last = [0.0]
 
-    def should_stop() -> bool:
+    def should_stop(force: bool = False) -> bool:
         now = time.monotonic()
-        if now - last[0] < every_seconds or context.run is None:
+        if context.run is None or (not force and now - last[0] < every_seconds):
             return False
         last[0] = now
         run = context.instance.get_run_by_id(context.run.run_id)

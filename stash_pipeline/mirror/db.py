@@ -9,11 +9,15 @@ from typing import Any
 import duckdb
 
 
-def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+def fetch_scalar(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> Any:
     rows = con.execute(sql, params or []).fetchall()
     return rows[0][0] if rows else None
 
 
-def fetch_row(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple | None:
+def fetch_row(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> tuple | None:
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None

@@ -202,6 +202,13 @@ class PageShaper:
                 head, index, _key = column.path  # the specs only use (list, index, key)
                 self.heads.setdefault((str(head), int(index)), []).append(column)
         self.link_types = {relation_key(rel): pa.list_(_element_type(rel)) for rel in spec.relations}
+        # Values Arrow converts without complaint but wrongly (checked before the fast path).
+        self.list_columns = [c.name for c in spec.columns if c.path is None and c.kind == "str_list"]
+        self.element_ints = {
+            rel.field: [key for _c, key, kind in rel.extra if kind == "int"]
+            for rel in spec.relations
+            if any(kind == "int" for _c, _k, kind in rel.extra)
+        }
 
     def shape(self, rows: list[dict], synced_at: Any) -> ShapedPage:
         unique = _dedupe(rows)
@@ -218,6 +225,7 @@ class PageShaper:
         through Arrow, which converts nested Python lists in C), then ONE select of all casts and
         parses, instead of a Series and a small query per column.  Anything malformed raises, and
         ``shape`` falls back to the row-by-row path, exactly as with ``_build``."""
+        self._check_loose_values(rows)
         data: dict[str, Any] = {"id": [r["id"] for r in rows]}
         schema: dict[str, pl.DataType] = {"id": pl.String()}
         exprs: list[pl.Expr] = [pl.col("id").cast(pl.Int64, strict=True)]
@@ -264,6 +272,20 @@ class PageShaper:
         owners = entities["id"]
         links = {relation_key(rel): self._links_columnar(rel, rows, owners) for rel in self.relations}
         return ShapedPage(entities=entities, links=links, max_updated_at=max(updated) if updated else None)
+
+    def _check_loose_values(self, rows: list[dict]) -> None:
+        """Raise on what Arrow would take silently but wrongly: a bare string for a list ("abc"
+        would become a, b, c) and a fraction in a link's integer extra (2.5 would become 2).  The
+        row-by-row path then normalises the first ("x" → ["x"]) and fails the row for the second.
+        (Scalar columns go through Polars' strict constructor, which refuses both.)"""
+        for name in self.list_columns:
+            if str in {type(r.get(name)) for r in rows}:
+                raise ValueError(f"field {name}: a string where a list is due")
+        for field_name, keys in self.element_ints.items():
+            for value in (r.get(field_name) for r in rows):
+                for element in value if isinstance(value, list) else ():
+                    if isinstance(element, dict) and any(type(element.get(k)) is float for k in keys):
+                        raise ValueError(f"relation {field_name}: a fraction in an integer field")
 
     def _links_columnar(self, rel: Relation, rows: list[dict], owners: pl.Series) -> pl.DataFrame:
         """One relation's link rows: the elements' lists flattened by Arrow; first occurrence of a

@@ -14,6 +14,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.frames import ShapedPage, relation_key
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
 from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec, Relation
@@ -42,7 +43,15 @@ def _q(name: str) -> str:
 
 
 class EntityMerger:
-    """Pre-built SQL for one entity type."""
+    """Pre-built SQL for one entity type.
+
+    Every statement is bounded by the batch's id range (``id BETWEEN lo AND hi``).  A keyset read
+    hands pages over in id order, so the entity table and the link tables are stored roughly in id
+    order and DuckDB's zone maps skip every row group outside the range: a batch costs the same at
+    row 1,000,000 as at row 1,000, instead of scanning the whole table (and every link table) once
+    per batch.  A range with no local row at all (a first sync, or the newest ids) takes a fast
+    path: plain appends, no change classification.
+    """
 
     def __init__(self, spec: EntitySpec) -> None:
         self.spec = spec
@@ -57,7 +66,8 @@ class EntityMerger:
                 f"LEFT JOIN (SELECT {rel.owner_column} AS oid, {agg} AS l FROM page_link_{i} "
                 f"GROUP BY 1) nl{i} ON nl{i}.oid = n.id "
                 f"LEFT JOIN (SELECT {rel.owner_column} AS oid, {agg} AS l FROM {rel.table} "
-                f"WHERE {rel.owner_column} IN (SELECT id FROM page_entities) GROUP BY 1) ol{i} "
+                f"WHERE {rel.owner_column} BETWEEN $lo AND $hi "
+                f"AND {rel.owner_column} IN (SELECT id FROM page_entities) GROUP BY 1) ol{i} "
                 f"ON ol{i}.oid = n.id"
             )
             rel_checks.append(
@@ -65,10 +75,14 @@ class EntityMerger:
                 f"coalesce(ol{i}.l, []) THEN '{rel.field}' END"
             )
         all_checks = ", ".join([checks, *rel_checks])
+        # Only the rows that are new or differ come back to Python (a full sync of an unchanged
+        # library returns nothing).
         self.classify_sql = (
+            "SELECT id, is_new, changed, updated_at_text FROM ("
             f"SELECT n.id, e.id IS NULL AS is_new, "
             f"[x FOR x IN [{all_checks}] IF x IS NOT NULL] AS changed, n.updated_at_text "
-            f"FROM page_entities n LEFT JOIN {spec.name} e ON e.id = n.id " + " ".join(rel_joins)
+            f"FROM page_entities n LEFT JOIN (SELECT * FROM {spec.name} WHERE id BETWEEN $lo AND $hi) e "
+            "ON e.id = n.id " + " ".join(rel_joins) + ") WHERE is_new OR len(changed) > 0"
         )
         self.column_list = ", ".join(_q(c.name) for c in self.columns)
         # Tables this type's relations write, with the owner columns each one is replaced by.
@@ -85,56 +99,94 @@ class EntityMerger:
         *,
         force_write: bool = False,
     ) -> PageOutcome:
-        """Apply one shaped page inside the caller's transaction."""
+        """Apply one shaped page (or batch of pages) inside the caller's transaction."""
         outcome = PageOutcome(failed=list(page.failures))
+        ids = page.entities["id"]
         con.register("page_entities", page.entities)
         for i, rel in enumerate(self.spec.relations):
             con.register(f"page_link_{i}", page.links[relation_key(rel)])
         try:
-            rows = con.execute(self.classify_sql).fetchall()
-            write_ids: list[int] = []
-            log_rows: list[tuple] = []
-            for entity_id, is_new, changed, updated_text in rows:
-                if is_new:
-                    outcome.created.append(entity_id)
-                    log_rows.append((entity_id, "created", None, None, updated_text))
-                elif changed:
-                    outcome.updated.append(entity_id)
-                    log_rows.append((entity_id, "updated", changed, None, updated_text))
-                    for name in changed:
-                        outcome.changed_relations.setdefault(name, set()).add(entity_id)
+            if len(ids):
+                bounds = {"lo": ids.min(), "hi": ids.max()}
+                local = fetch_scalar(
+                    con, f"SELECT count(*) FROM {self.spec.name} WHERE id BETWEEN $lo AND $hi", bounds
+                )
+                if local == 0:
+                    self._append_new(con, bounds, log)
+                    outcome.created = ids.to_list()
                 else:
-                    outcome.unchanged += 1
-                    if not force_write:
-                        continue
-                write_ids.append(entity_id)
-            if write_ids:
-                self._write(con, write_ids)
-            for entity_id, reason in page.failures:
-                log_rows.append((entity_id if entity_id is not None else -1, "failed", None, reason, None))
-            write_log(con, self.spec.name, log, log_rows)
+                    self._merge_changes(con, bounds, log, outcome, force_write, len(ids))
+            failed = [(i if i is not None else -1, "failed", None, why, None) for i, why in page.failures]
+            write_log(con, self.spec.name, log, failed)
         finally:
             unregister(con, "page_entities", *(f"page_link_{i}" for i in range(len(self.spec.relations))))
         return outcome
 
-    def _write(self, con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
-        con.register("write_ids", pl.DataFrame({"id": ids}, schema={"id": pl.Int64}))
-        try:
-            con.execute(
-                f"INSERT OR REPLACE INTO {self.spec.name} ({self.column_list}) "
-                f"SELECT {self.column_list} FROM page_entities WHERE id IN (SELECT id FROM write_ids)"
-            )
-            for table, rels in self.link_tables.items():
-                for _i, rel in rels:
-                    con.execute(f"DELETE FROM {table} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)")
-                cols = ", ".join(c.name for c in LINK_TABLES[table].columns)
-                union = " UNION ".join(
-                    f"SELECT {cols} FROM page_link_{i} WHERE {rel.owner_column} IN (SELECT id FROM write_ids)"
-                    for i, rel in rels
+    def _append_new(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], log: LogContext) -> None:
+        """No local row in the batch's id range: every row is created, nothing to compare."""
+        con.execute(
+            f"INSERT INTO {self.spec.name} ({self.column_list}) SELECT {self.column_list} FROM page_entities"
+        )
+        self._replace_links(con, bounds, "SELECT id FROM page_entities")
+        con.execute(
+            "INSERT INTO sync_log SELECT $run_id, $entity_type, id, 'created', $sync_type, NULL, NULL, "
+            "updated_at_text, $now FROM page_entities",
+            {"run_id": log.run_id, "entity_type": self.spec.name, "sync_type": log.sync_type, "now": log.now},
+        )
+
+    def _merge_changes(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        bounds: dict[str, int],
+        log: LogContext,
+        outcome: PageOutcome,
+        force_write: bool,
+        n_rows: int,
+    ) -> None:
+        rows = con.execute(self.classify_sql, bounds).fetchall()
+        log_rows: list[tuple] = []
+        for entity_id, is_new, changed, updated_text in rows:
+            if is_new:
+                outcome.created.append(entity_id)
+                log_rows.append((entity_id, "created", None, None, updated_text))
+            else:
+                outcome.updated.append(entity_id)
+                log_rows.append((entity_id, "updated", changed, None, updated_text))
+                for name in changed:
+                    outcome.changed_relations.setdefault(name, set()).add(entity_id)
+        outcome.unchanged = n_rows - len(rows)
+        if force_write:
+            self._write(con, bounds, "SELECT id FROM page_entities")
+        elif rows:
+            con.register("write_ids", pl.DataFrame({"id": [r[0] for r in rows]}, schema={"id": pl.Int64}))
+            try:
+                self._write(con, bounds, "SELECT id FROM write_ids")
+            finally:
+                unregister(con, "write_ids")
+        write_log(con, self.spec.name, log, log_rows)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str) -> None:
+        con.execute(
+            f"INSERT OR REPLACE INTO {self.spec.name} ({self.column_list}) "
+            f"SELECT {self.column_list} FROM page_entities WHERE id IN ({ids_sql})"
+        )
+        self._replace_links(con, bounds, ids_sql)
+
+    def _replace_links(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str) -> None:
+        """The owners' link rows become the page's (a new owner can already have rows in a table
+        owned by the other side: scene_galleries written by a scene before its gallery arrived)."""
+        for table, rels in self.link_tables.items():
+            for _i, rel in rels:
+                con.execute(
+                    f"DELETE FROM {table} WHERE {rel.owner_column} BETWEEN $lo AND $hi "
+                    f"AND {rel.owner_column} IN ({ids_sql})",
+                    bounds,
                 )
-                con.execute(f"INSERT INTO {table} ({cols}) {union}")
-        finally:
-            unregister(con, "write_ids")
+            cols = ", ".join(c.name for c in LINK_TABLES[table].columns)
+            union = " UNION ".join(
+                f"SELECT {cols} FROM page_link_{i} WHERE {rel.owner_column} IN ({ids_sql})" for i, rel in rels
+            )
+            con.execute(f"INSERT INTO {table} ({cols}) {union}")
 
 
 def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:

@@ -41,16 +41,17 @@ def read_all_states(con: duckdb.DuckDBPyConnection) -> dict[str, SyncState]:
 
 
 def update_state(con: duckdb.DuckDBPyConnection, entity_type: str, **values: Any) -> None:
-    """Upsert some columns of one type's state row."""
+    """Upsert some columns of one type's state row (one statement: it runs once per batch)."""
     unknown = set(values) - set(STATE_COLUMNS)
     if unknown:
         raise KeyError(f"unknown sync_state columns: {sorted(unknown)}")
-    con.execute("INSERT INTO sync_state (entity_type) VALUES (?) ON CONFLICT DO NOTHING", [entity_type])
-    if values:
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        con.execute(
-            f"UPDATE sync_state SET {assignments} WHERE entity_type = ?", [*values.values(), entity_type]
-        )
+    columns = ["entity_type", *values]
+    marks = ", ".join("?" for _ in columns)
+    action = "DO UPDATE SET " + ", ".join(f"{k} = excluded.{k}" for k in values) if values else "DO NOTHING"
+    con.execute(
+        f"INSERT INTO sync_state ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT (entity_type) {action}",
+        [entity_type, *values.values()],
+    )
 
 
 def start_run_row(

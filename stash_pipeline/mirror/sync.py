@@ -26,7 +26,8 @@ from typing import Any
 import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
-from stash_pipeline.mirror.frames import PageShaper
+from stash_pipeline.mirror.frames import PageShaper, ShapedPage
+from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
 from stash_pipeline.mirror.merge import (
     EntityMerger,
     LogContext,
@@ -60,11 +61,12 @@ class SyncOptions:
     max_delete_fraction: float = 0.05
     delete_guard_min_rows: int = 10  # below this many deletes the fraction guard does not apply
     allow_mass_delete: bool = False
-    prefetch: int = 2
-    # Pages already fetched and waiting are shaped and merged together, one transaction, up to this
-    # many rows: a DuckDB statement, a commit and a Polars frame cost about the same for 1,000 rows
-    # as for 10,000 (a full sync spent most of its time on these per-page costs).  Only pages that
-    # have arrived are joined, so whatever was received is still committed without waiting.
+    # > 0: fetch and shape on a background thread while merging (see ``shaped_batches``).
+    prefetch: int = 1
+    # Pages fetched while the previous batch is merged are shaped and merged together, one
+    # transaction, up to this many rows: a DuckDB statement, a commit and a Polars frame cost about
+    # the same for 1,000 rows as for 10,000 (a full sync spent most of its time on these per-page
+    # costs).  Nothing waits for a page still in flight.
     merge_rows: int = 10_000
 
 
@@ -121,63 +123,67 @@ class SyncReport:
 ProgressFn = Callable[[SyncReport, int | None], None]
 
 
-def prefetched(pages: Iterator[Any], depth: int, join_rows: int = 0) -> Iterator[tuple[list[Any], int]]:
-    """Fetch the next pages on a background thread while the caller merges the current one.
+@dataclass
+class Batch:
+    """Pages shaped together, ready to merge in one transaction."""
 
-    Yields (items, pages joined): the next page's items, joined with the pages already fetched and
-    waiting, until they hold ``join_rows`` items.  It never waits for a page that has not arrived:
-    when the server is the bottleneck every page is merged (and committed) as soon as it is there;
-    when merging is, pages pile up and are merged in bigger batches, whose per-statement and
-    per-commit costs are the same as a single page's.
+    shaped: ShapedPage
+    rows: int  # rows received (duplicates included)
+    pages: int
+
+
+def shaped_batches(
+    pages: Iterator[Any], shape: Callable[[list[dict]], ShapedPage], *, background: bool, join_rows: int
+) -> Iterator[Batch]:
+    """Fetch and shape pages on a background thread while the caller merges the previous batch.
+
+    The thread does everything that holds the GIL (HTTP, JSON, shaping); the caller's merge runs in
+    DuckDB, which releases it, so the two overlap.  A shaped batch waits for the caller in a queue
+    of one: while it waits, newly fetched pages pile up and are shaped together (up to
+    ``join_rows`` rows), so when merging is the bottleneck batches grow and their per-statement,
+    per-commit and per-frame costs are paid once per 10,000 rows instead of per page; when the
+    server is the bottleneck every page is shaped and committed as soon as it has arrived.
     """
-    if depth <= 0:
+    if not background:
         for page in pages:
-            yield page.items, 1
+            yield Batch(shape(page.items), len(page.items), 1)
         return
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+    ready: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def worker() -> None:
         try:
+            pending: list[dict] = []
+            joined = 0
             for page in pages:
                 if stop.is_set():
                     return
-                buffer.put(("page", page))
-            buffer.put(("end", done))
+                pending.extend(page.items)
+                joined += 1
+                if len(pending) >= join_rows or not ready.full():
+                    ready.put(("batch", Batch(shape(pending), len(pending), joined)))
+                    pending, joined = [], 0
+            if pending:
+                ready.put(("batch", Batch(shape(pending), len(pending), joined)))
+            ready.put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put(("error", exc))
+            ready.put(("error", exc))
 
-    thread = threading.Thread(target=worker, name="stash-prefetch", daemon=True)
+    thread = threading.Thread(target=worker, name="stash-fetch-shape", daemon=True)
     thread.start()
-    pending: tuple[str, Any] | None = None  # an end or error seen while joining: handled next
     try:
         while True:
-            kind, item = pending or buffer.get()
-            pending = None
+            kind, item = ready.get()
             if kind == "end":
                 return
             if kind == "error":
                 raise item
-            items, joined = item.items, 1
-            while len(items) < join_rows:
-                try:
-                    kind, more = buffer.get_nowait()
-                except queue.Empty:
-                    break
-                if kind != "page":
-                    pending = (kind, more)
-                    break
-                if joined == 1:
-                    items = list(items)  # never extend a page's own list
-                items.extend(more.items)
-                joined += 1
-            yield items, joined
+            yield item
     finally:
         stop.set()
         while thread.is_alive():  # unblock a worker waiting on a full queue
             try:
-                buffer.get_nowait()
+                ready.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
 
@@ -193,7 +199,7 @@ class EntitySync:
         options: SyncOptions | None = None,
         *,
         progress: ProgressFn | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: Callable[..., bool] | None = None,
     ) -> None:
         self.spec = spec
         self.client = client
@@ -202,11 +208,18 @@ class EntitySync:
         self.shaper = PageShaper(spec)
         self.merger = EntityMerger(spec)
         self.progress = progress
-        self.should_stop = should_stop or (lambda: False)
+        # should_stop() is asked between batches (it may answer from a cache); should_stop(force=True)
+        # when the sync failed, so that an interrupt that surfaced as a plain error from inside a
+        # library call is still recorded as the cancellation it was.
+        self.should_stop = should_stop or (lambda force=False: False)
         ensure_schema(con)
 
     # ------------------------------------------------------------------ entry point
     def run(self, request: SyncRequest) -> SyncReport:
+        with fewer_gc_pauses():
+            return self._run(request)
+
+    def _run(self, request: SyncRequest) -> SyncReport:
         started = time.perf_counter()
         state = read_state(self.con, self.spec.name)
         mode = request.mode
@@ -241,8 +254,10 @@ class EntitySync:
             # A termination (Dagster raises a BaseException into the step, like Ctrl-C) is a
             # cancellation, not a failure: the committed pages stand and the next run resumes.
             # DuckDB turns an interrupt that lands inside a statement into its InterruptException.
-            stopped = isinstance(exc, SyncCancelled | duckdb.InterruptException) or not isinstance(
-                exc, Exception
+            stopped = (
+                isinstance(exc, SyncCancelled | duckdb.InterruptException)
+                or not isinstance(exc, Exception)
+                or self._stop_requested()
             )
             report.status = "cancelled" if stopped else "failed"
             report.error = str(exc)[:1000] or ("run terminated" if stopped else type(exc).__name__)
@@ -302,18 +317,22 @@ class EntitySync:
         pages = self.client.iter_pages(self.spec, type_filter, page_size=self.options.page_size, **resume)
         passes = [pages]
         while passes:
-            # Deep enough for a whole merge batch to pile up while the previous one is merged.
-            depth = max(self.options.prefetch, -(-self.options.merge_rows // self.options.page_size))
-            for items, joined in prefetched(iter(passes.pop()), depth, self.options.merge_rows):
+            batches = shaped_batches(
+                iter(passes.pop()),
+                lambda items: self.shaper.shape(items, logctx.now),
+                background=self.options.prefetch > 0,
+                join_rows=self.options.merge_rows,
+            )
+            for batch in batches:
                 if self.should_stop():
                     raise SyncCancelled(
                         f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes"
                     )
-                shaped = self.shaper.shape(items, logctx.now)
+                shaped = batch.shaped
                 with self._txn():
                     outcome = self.merger.merge(self.con, shaped, logctx)
                     pending_cursor = max_text(pending_cursor, shaped.max_updated_at)
-                    last_id = max((int(i["id"]) for i in items if _is_int(i.get("id"))), default=after_id)
+                    last_id = _last_id(shaped, after_id)
                     update_state(
                         self.con,
                         self.spec.name,
@@ -321,8 +340,8 @@ class EntitySync:
                         resume_after_id=last_id,
                         resume_cursor=pending_cursor,
                     )
-                report.pages += joined
-                report.fetched += len(items)
+                report.pages += batch.pages
+                report.fetched += batch.rows
                 report.duplicates += shaped.duplicates
                 report.add(outcome)
                 if self.spec.name == "galleries":
@@ -486,6 +505,12 @@ class EntitySync:
                     unregister(self.con, "membership", "membership_galleries")
 
     # ------------------------------------------------------------------ helpers
+    def _stop_requested(self) -> bool:
+        try:
+            return bool(self.should_stop(force=True))
+        except Exception:  # the check itself failing must not hide the sync's own error
+            return False
+
     def _local_count(self) -> int:
         return fetch_scalar(self.con, f"SELECT count(*) FROM {self.spec.name}")
 
@@ -593,12 +618,12 @@ class _Transaction:
             self.con.rollback()
 
 
-def _is_int(value: Any) -> bool:
-    try:
-        int(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+def _last_id(shaped: Any, previous: int | None) -> int | None:
+    """The highest id of a shaped batch, stored or failed: where a resumed read continues."""
+    ids = [i for i, _reason in shaped.failures if i is not None]
+    if len(shaped.entities):
+        ids.append(shaped.entities["id"].max())
+    return max(ids, default=previous)
 
 
 def _describe(mode: str, request: SyncRequest, criterion: dict | None) -> str:

@@ -71,11 +71,13 @@ def _emit(result: dict[str, Any]) -> None:
 
 def child_floor(cfg: dict[str, Any]) -> None:
     """Download and parse every page of every type, discarding them."""
+    from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
     from stash_pipeline.stash.client import StashClient
     from stash_pipeline.stash.entities import ENTITY_SPECS
 
     types: dict[str, Any] = {}
-    with StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
+    # The same collector setting as the sync's (mirror.gc_pauses): the floor is the best read.
+    with fewer_gc_pauses(), StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
         client.health()
         started = time.perf_counter()
         for spec in ENTITY_SPECS:

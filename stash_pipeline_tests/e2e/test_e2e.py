@@ -163,6 +163,11 @@ def test_terminated_sync_stops_within_a_page_and_keeps_whole_pages(stack: E2ESta
         truth = fake.truth()
         ids = [r[0] for r in con.execute("SELECT id FROM scenes ORDER BY id").fetchall()]
         problems = partial_mirror_differences(con, truth)
+        recorded = con.execute(
+            "SELECT status FROM sync_runs WHERE run_id = ? AND entity_type = 'scenes'", [run_id]
+        ).fetchall()
+    # Decided from the run's CANCELING status, whatever exception the interrupt surfaced as.
+    assert recorded == [("cancelled",)], f"the mirror recorded the terminated sync as {recorded}"
     expected_order = sorted(int(s["id"]) for s in truth["scenes"])
     assert 0 < len(ids) < scene_total, f"{len(ids)} of {scene_total} scenes: the sync was not cut mid-way"
     assert len(ids) % stack.page_size == 0, (
