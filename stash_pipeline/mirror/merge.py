@@ -1,8 +1,9 @@
-"""Merge shaped pages into DuckDB, one transaction per page, with change detection.
+"""Merge shaped batches (one page, or the pages that arrived during the previous merge) into DuckDB,
+with change detection.
 
-A page's transaction holds the entity upsert, the replacement of that page's link rows, its
-``sync_log`` rows and the resume position, so a killed run loses at most the page in flight and a
-rerun resumes where the last commit left off (DESIGN.md §2 rule 3).
+The caller's transaction holds the entity upsert, the replacement of the batch's link rows, its
+``sync_log`` rows and the resume position, so a killed run loses at most the batch in flight and a
+rerun resumes where the last commit left off (DESIGN.md §2 rule 3, per batch rather than per page).
 """
 
 import contextlib

@@ -132,35 +132,72 @@ class Batch:
     pages: int
 
 
+def read_ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """``items``, produced on a background thread up to ``depth`` ahead of the consumer: the next
+    request is in flight while the previous page is shaped, so the server never waits for us."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(("item", item))
+            buffer.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="stash-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
 def shaped_batches(
     pages: Iterator[Any], shape: Callable[[list[dict]], ShapedPage], *, background: bool, join_rows: int
 ) -> Iterator[Batch]:
     """Fetch and shape pages on a background thread while the caller merges the previous batch.
 
-    The thread does everything that holds the GIL (HTTP, JSON, shaping); the caller's merge runs in
-    DuckDB, which releases it, so the two overlap.  A shaped batch waits for the caller in a queue
-    of one: while it waits, newly fetched pages pile up and are shaped together (up to
-    ``join_rows`` rows), so when merging is the bottleneck batches grow and their per-statement,
-    per-commit and per-frame costs are paid once per 10,000 rows instead of per page; when the
-    server is the bottleneck every page is shaped and committed as soon as it has arrived.
+    Three stages overlap: requests (``read_ahead``, a few pages ahead), shaping (this thread) and
+    the caller's merge in DuckDB, which releases the GIL.  A page is handed over as soon as the caller is
+    waiting for one; while the caller is busy merging, arriving pages pile up and are shaped
+    together into one batch of up to ``join_rows`` rows.  So when the server is the bottleneck every
+    page is committed as soon as it has arrived, and when merging is, batches grow and their
+    per-statement, per-commit and per-frame costs are paid once per 10,000 rows, not per page.
     """
     if not background:
         for page in pages:
             yield Batch(shape(page.items), len(page.items), 1)
         return
     ready: queue.Queue = queue.Queue(maxsize=1)
+    caller_waiting = threading.Event()
     stop = threading.Event()
 
     def worker() -> None:
+        ahead = read_ahead(pages, depth=4)
         try:
             pending: list[dict] = []
             joined = 0
-            for page in pages:
+            for page in ahead:
                 if stop.is_set():
                     return
                 pending.extend(page.items)
                 joined += 1
-                if len(pending) >= join_rows or not ready.full():
+                if len(pending) >= join_rows or (caller_waiting.is_set() and ready.empty()):
                     ready.put(("batch", Batch(shape(pending), len(pending), joined)))
                     pending, joined = [], 0
             if pending:
@@ -168,12 +205,19 @@ def shaped_batches(
             ready.put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
             ready.put(("error", exc))
+        finally:
+            ahead.close()
 
-    thread = threading.Thread(target=worker, name="stash-fetch-shape", daemon=True)
+    thread = threading.Thread(target=worker, name="stash-shape", daemon=True)
     thread.start()
     try:
         while True:
-            kind, item = ready.get()
+            try:
+                kind, item = ready.get_nowait()
+            except queue.Empty:
+                caller_waiting.set()
+                kind, item = ready.get()
+                caller_waiting.clear()
             if kind == "end":
                 return
             if kind == "error":

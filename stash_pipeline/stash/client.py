@@ -108,7 +108,20 @@ class _Backoff(wait_base):
         return wait
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer, body read (see ``StashClient._send``)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+def _retry_after(response: Reply) -> float | None:
     value = response.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -236,13 +249,19 @@ class StashClient:
             f"Stash at {self.url} requires an API key (HTTP 401) and none is set: set STASH_API_KEY."
         )
 
-    def _send(
-        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str]
-    ) -> httpx.Response:
-        """One HTTP exchange; transport failures become ``_Transient``."""
+    def _send(self, method: str, url: str, content: bytes | None, headers: Mapping[str, str]) -> "Reply":
+        """One HTTP exchange; transport failures become ``_Transient``.
+
+        The body is read from the stream into a plain ``Reply``: an ``httpx.Response`` and its
+        stream reference each other, so a response that cached its body kept the body (a whole
+        page) alive until the cyclic garbage collector ran, and during a sync it runs rarely
+        (``mirror.gc_pauses``): memory grew by one page per page read.
+        """
         self.requests_sent += 1
         try:
-            return self._http.request(method, url, content=content, headers=headers)
+            with self._http.stream(method, url, content=content, headers=headers) as response:
+                body = b"".join(response.iter_bytes())
+                return Reply(response.status_code, response.headers, body)
         except httpx.TimeoutException as exc:
             raise _Transient(f"timeout after {self.timeout}s ({type(exc).__name__})") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:

@@ -901,7 +901,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=None, help="override the scale's scene count")
     parser.add_argument("--images", type=int, default=None, help="override the scale's image count")
     parser.add_argument("--page-size", type=int, default=1000)
-    parser.add_argument("--prefetch", type=int, default=2, help="SyncOptions.prefetch of the bare engine")
+    parser.add_argument(
+        "--prefetch", type=int, default=1, help="SyncOptions.prefetch of the bare engine (0: no threads)"
+    )
     parser.add_argument("--changes", type=int, default=CHANGES)
     parser.add_argument(
         "--memory-limit", default=None, help="DuckDB memory_limit of the bare engine's connection, e.g. 256MB"
