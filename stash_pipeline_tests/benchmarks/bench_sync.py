@@ -906,7 +906,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--changes", type=int, default=CHANGES)
     parser.add_argument(
-        "--memory-limit", default=None, help="DuckDB memory_limit of the bare engine's connection, e.g. 256MB"
+        "--memory-limit",
+        default=None,
+        help="DuckDB memory_limit of the bare engine's connection (default: the product's, "
+        "STASH_DUCKDB_MEMORY_LIMIT's default; DuckDB's own default is 80%% of RAM)",
     )
     parser.add_argument(
         "--page-sizes",
@@ -925,6 +928,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (DuckDB files)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_limit is None:
+        from stash_pipeline.settings import Settings
+
+        args.memory_limit = Settings.duckdb_memory_limit
 
     if args.child:
         kind, cfg = args.child
