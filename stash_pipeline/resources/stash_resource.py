@@ -53,29 +53,16 @@ def _env_set(name: str) -> bool:
     return bool(os.environ.get(name, "").strip())
 
 
-CHECKPOINT_THRESHOLD = "256MB"  # see mirror_connection_config
-
-
 def mirror_database_resource(settings: Settings) -> DuckDBResource:
     from pathlib import Path
 
     Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=settings.db_path, connection_config=mirror_connection_config(settings))
-
-
-def mirror_connection_config(settings: Settings) -> dict[str, str]:
-    """DuckDB settings of every write connection to the mirror.
-
-    - ``memory_limit``: DuckDB's default is 80% of RAM, and it keeps every block it has touched
-      cached up to that limit, so a full sync's resident memory grew with the library.  A fixed
-      limit keeps it flat (larger sorts and joins spill to <db>.tmp instead).
-    - ``checkpoint_threshold``: with DuckDB's 16 MB, a full sync of a large library checkpointed
-      every few batches, each time compressing the new row groups and rewriting the primary-key
-      indexes, inside a commit.  At 256 MB a 200k-scene / 1M-image full sync took about 10% less
-      time and 15% less CPU, at the same peak memory; the write-ahead log replayed after a crash
-      is at most that large.
-    """
-    return {"memory_limit": settings.duckdb_memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD}
+    # DuckDB's default memory limit is 80% of RAM, and it keeps every block it has touched cached
+    # up to that limit: a full sync's resident memory then grows with the library.  A fixed limit
+    # keeps it flat (larger sorts and joins spill to <db>.tmp instead).
+    return DuckDBResource(
+        database=settings.db_path, connection_config={"memory_limit": settings.duckdb_memory_limit}
+    )
 
 
 @contextlib.contextmanager

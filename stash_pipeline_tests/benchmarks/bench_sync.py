@@ -132,7 +132,6 @@ def child_engine(cfg: dict[str, Any]) -> None:
     import duckdb
 
     from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
-    from stash_pipeline.resources.stash_resource import CHECKPOINT_THRESHOLD
     from stash_pipeline.stash.client import StashClient
     from stash_pipeline.stash.entities import ENTITY_SPECS
 
@@ -147,7 +146,6 @@ def child_engine(cfg: dict[str, Any]) -> None:
     con = duckdb.connect(cfg["db"])
     if cfg.get("memory_limit"):
         con.execute(f"SET memory_limit = '{cfg['memory_limit']}'")
-    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")  # as the product's connections
     if profiler:
         profiler.enable()
     with StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
