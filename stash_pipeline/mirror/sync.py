@@ -14,6 +14,7 @@ sweep; entities that referenced a vanished id are re-fetched (tag/performer merg
 gallery has its image membership refreshed (``addGalleryImages`` bumps only the gallery).
 """
 
+import contextlib
 import logging
 import queue
 import threading
@@ -132,39 +133,68 @@ class Batch:
     pages: int
 
 
-def read_ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """``items``, produced on a background thread up to ``depth`` ahead of the consumer: the next
-    request is in flight while the previous page is shaped, so the server never waits for us."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+@dataclass
+class Handoff:
+    """Between a background producer and its consumer (see ``in_background``)."""
 
-    def produce() -> None:
+    ready: queue.Queue
+    consumer_waiting: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def consumer_idle(self) -> bool:
+        """The consumer is blocked waiting and nothing is queued for it."""
+        return self.consumer_waiting.is_set() and self.ready.empty()
+
+
+def in_background(produce: Callable[[Handoff], Iterator[Any]], *, maxsize: int, name: str) -> Iterator[Any]:
+    """Run the generator ``produce(handoff)`` on a thread: yield what it yields (at most ``maxsize``
+    waiting in between), raise what it raises.  Closing this generator stops the producer at its
+    next item and unblocks it if it is waiting on a full queue."""
+    handoff = Handoff(queue.Queue(maxsize=maxsize))
+
+    def run() -> None:
+        items = produce(handoff)
         try:
             for item in items:
-                if stop.is_set():
+                if handoff.stop.is_set():
                     return
-                buffer.put(("item", item))
-            buffer.put(("end", None))
+                handoff.ready.put(("item", item))
+            handoff.ready.put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
-            buffer.put(("error", exc))
+            handoff.ready.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
-    thread = threading.Thread(target=produce, name="stash-read-ahead", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         while True:
-            kind, item = buffer.get()
+            try:
+                kind, item = handoff.ready.get_nowait()
+            except queue.Empty:
+                handoff.consumer_waiting.set()
+                kind, item = handoff.ready.get()
+                handoff.consumer_waiting.clear()
             if kind == "end":
                 return
             if kind == "error":
                 raise item
             yield item
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
+        handoff.stop.set()
+        while thread.is_alive():
             try:
-                buffer.get_nowait()
+                handoff.ready.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+
+
+def read_ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """``items``, produced on a background thread up to ``depth`` ahead of the consumer: the next
+    request is in flight while the previous page is shaped, so the server never waits for us."""
+    return in_background(lambda _handoff: items, maxsize=depth, name="stash-read-ahead")
 
 
 def shaped_batches(
@@ -172,64 +202,33 @@ def shaped_batches(
 ) -> Iterator[Batch]:
     """Fetch and shape pages on a background thread while the caller merges the previous batch.
 
-    Three stages overlap: requests (``read_ahead``, a few pages ahead), shaping (this thread) and
-    the caller's merge in DuckDB, which releases the GIL.  A page is handed over as soon as the caller is
-    waiting for one; while the caller is busy merging, arriving pages pile up and are shaped
-    together into one batch of up to ``join_rows`` rows.  So when the server is the bottleneck every
-    page is committed as soon as it has arrived, and when merging is, batches grow and their
-    per-statement, per-commit and per-frame costs are paid once per 10,000 rows, not per page.
+    Three stages overlap: requests (``read_ahead``, a few pages ahead), shaping (a second thread)
+    and the caller's merge in DuckDB, which releases the GIL.  A page is handed over as soon as the
+    caller is waiting for one; while the caller is busy merging, arriving pages pile up and are
+    shaped together into one batch of up to ``join_rows`` rows.  So when the server is the
+    bottleneck every page is committed as soon as it has arrived, and when merging is, batches grow
+    and their per-statement, per-commit and per-frame costs are paid once per 10,000 rows, not per
+    page.
     """
     if not background:
         for page in pages:
             yield Batch(shape(page.items), len(page.items), 1)
         return
-    ready: queue.Queue = queue.Queue(maxsize=1)
-    caller_waiting = threading.Event()
-    stop = threading.Event()
 
-    def worker() -> None:
-        ahead = read_ahead(pages, depth=4)
-        try:
+    def shape_batches(handoff: Handoff) -> Iterator[Batch]:
+        with contextlib.closing(read_ahead(pages, depth=4)) as ahead:
             pending: list[dict] = []
             joined = 0
             for page in ahead:
-                if stop.is_set():
-                    return
                 pending.extend(page.items)
                 joined += 1
-                if len(pending) >= join_rows or (caller_waiting.is_set() and ready.empty()):
-                    ready.put(("batch", Batch(shape(pending), len(pending), joined)))
+                if len(pending) >= join_rows or handoff.consumer_idle():
+                    yield Batch(shape(pending), len(pending), joined)
                     pending, joined = [], 0
             if pending:
-                ready.put(("batch", Batch(shape(pending), len(pending), joined)))
-            ready.put(("end", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            ready.put(("error", exc))
-        finally:
-            ahead.close()
+                yield Batch(shape(pending), len(pending), joined)
 
-    thread = threading.Thread(target=worker, name="stash-shape", daemon=True)
-    thread.start()
-    try:
-        while True:
-            try:
-                kind, item = ready.get_nowait()
-            except queue.Empty:
-                caller_waiting.set()
-                kind, item = ready.get()
-                caller_waiting.clear()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                ready.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
+    yield from in_background(shape_batches, maxsize=1, name="stash-shape")
 
 
 class EntitySync:
