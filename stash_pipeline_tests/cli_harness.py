@@ -14,18 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.server import FakeStashServer
-from stash_pipeline_tests.expected_mirror import mirror_differences
+from stash_pipeline_tests.expected_mirror import MirrorFileChecks
 from stash_pipeline_tests.sync_harness import PARTITION_START
 
 CLI = str(Path(sys.executable).with_name("stash-pipeline"))
 
 
 @dataclass
-class CliEnv:
+class CliEnv(MirrorFileChecks):
     fake: FakeStash
     server: FakeStashServer
     root: Path
@@ -81,18 +80,6 @@ class CliEnv:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-    def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with duckdb.connect(self.db_path, read_only=True) as con:
-            return con.execute(sql, params or []).fetchall()
-
-    def differences(self) -> list[str]:
-        with duckdb.connect(self.db_path, read_only=True) as con:
-            return mirror_differences(con, self.fake.truth())
-
-    def assert_equal(self) -> None:
-        problems = self.differences()
-        assert problems == [], "\n".join(problems)
 
     @contextmanager
     def instance(self) -> Iterator[dg.DagsterInstance]:

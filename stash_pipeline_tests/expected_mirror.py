@@ -193,6 +193,43 @@ def actual_link_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:
     return [tuple(r) for r in con.execute(f"SELECT * FROM {table}").fetchall()]
 
 
+def entity_row_differences(
+    table: str, expected: dict[int, dict], actual: dict[int, dict], problems: list[str], limit: int
+) -> bool:
+    """Append a line per column that differs, for the ids on both sides; True once ``problems``
+    holds ``limit`` lines (the caller stops there)."""
+    for entity_id in sorted(set(expected) & set(actual)):
+        for column, want in expected[entity_id].items():
+            got = actual[entity_id].get(column)
+            if isinstance(want, float) and isinstance(got, float) and abs(want - got) < 1e-9:
+                continue
+            if got != want:
+                problems.append(f"{table}[{entity_id}].{column}: mirror {got!r} != stash {want!r}")
+                if len(problems) >= limit:
+                    return True
+    return False
+
+
+class MirrorFileChecks:
+    """Read-only checks of a mirror file against the fake's truth, for test environments that
+    have ``db_path`` and ``fake``."""
+
+    db_path: str
+    fake: Any
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with duckdb.connect(self.db_path, read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def differences(self) -> list[str]:
+        with duckdb.connect(self.db_path, read_only=True) as con:
+            return mirror_differences(con, self.fake.truth())
+
+    def assert_equal(self) -> None:
+        problems = self.differences()
+        assert problems == [], "\n".join(problems)
+
+
 def mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, limit: int = 20) -> list[str]:
     """Every difference between the mirror and the truth (empty when equal), readable in a failure."""
     problems: list[str] = []
@@ -213,15 +250,8 @@ def mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, limit: in
             problems.append(f"{table}: missing ids {missing[:10]} ({len(missing)})")
         if extra:
             problems.append(f"{table}: extra ids {extra[:10]} ({len(extra)})")
-        for entity_id in sorted(set(expected) & set(actual)):
-            for column, want in expected[entity_id].items():
-                got = actual[entity_id].get(column)
-                if isinstance(want, float) and isinstance(got, float) and abs(want - got) < 1e-9:
-                    continue
-                if got != want:
-                    problems.append(f"{table}[{entity_id}].{column}: mirror {got!r} != stash {want!r}")
-                    if len(problems) >= limit:
-                        return problems
+        if entity_row_differences(table, expected, actual, problems, limit):
+            return problems
     for table in LINKS:
         expected_links = expected_link_rows(truth, table)
         actual_list = actual_link_rows(con, table)

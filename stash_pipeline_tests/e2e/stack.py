@@ -29,6 +29,7 @@ from stash_pipeline_tests.expected_mirror import (
     SCALARS,
     actual_entity_rows,
     actual_link_rows,
+    entity_row_differences,
     expected_entity_rows,
     expected_link_rows,
 )
@@ -569,15 +570,8 @@ def partial_mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, l
         extra = sorted(set(ids) - set(expected))
         if extra:
             problems.append(f"{table}: ids Stash does not have {extra[:10]} ({len(extra)})")
-        for entity_id in sorted(set(actual) & set(expected)):
-            for column, want in expected[entity_id].items():
-                got = actual[entity_id].get(column)
-                if isinstance(want, float) and isinstance(got, float) and abs(want - got) < 1e-9:
-                    continue
-                if got != want:
-                    problems.append(f"{table}[{entity_id}].{column}: mirror {got!r} != stash {want!r}")
-                    if len(problems) >= limit:
-                        return problems
+        if entity_row_differences(table, expected, actual, problems, limit):
+            return problems
     writers = link_writers()
     for table in LINKS:
         sides = writers[table]

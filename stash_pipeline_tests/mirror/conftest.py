@@ -5,20 +5,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer
-from stash_pipeline_tests.expected_mirror import mirror_differences
+from stash_pipeline_tests.expected_mirror import MirrorFileChecks
 from stash_pipeline_tests.sync_harness import metadata_of, run_sync
 
 SCENARIO_SIZE = LibrarySize(scenes=120, images=400)
 
 
 @dataclass
-class MirrorEnv:
+class MirrorEnv(MirrorFileChecks):
     fake: FakeStash
     server: FakeStashServer
     db_path: str
@@ -34,18 +33,6 @@ class MirrorEnv:
 
     def incremental(self, **kwargs) -> dg.ExecuteInProcessResult:
         return self.sync("incremental", **kwargs)
-
-    def differences(self) -> list[str]:
-        with duckdb.connect(self.db_path, read_only=True) as con:
-            return mirror_differences(con, self.fake.truth())
-
-    def assert_equal(self) -> None:
-        problems = self.differences()
-        assert problems == [], "\n".join(problems)
-
-    def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        with duckdb.connect(self.db_path, read_only=True) as con:
-            return con.execute(sql, params or []).fetchall()
 
     def metadata(self, result: dg.ExecuteInProcessResult, asset: str) -> dict:
         return metadata_of(result, asset)
