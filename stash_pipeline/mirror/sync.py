@@ -661,7 +661,7 @@ class _Transaction:
             self.con.rollback()
 
 
-def _last_id(shaped: Any, previous: int | None) -> int | None:
+def _last_id(shaped: ShapedPage, previous: int | None) -> int | None:
     """The highest id of a shaped batch, stored or failed: where a resumed read continues."""
     ids = [i for i, _reason in shaped.failures if i is not None]
     if len(shaped.entities):
