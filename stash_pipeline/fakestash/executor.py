@@ -20,6 +20,7 @@ Errors: parse/validation/variable errors give HTTP 422 (gqlgen's status) with
 null}``.
 """
 
+import heapq
 import itertools
 import random
 import re
@@ -1628,8 +1629,17 @@ class Executor:
             return [table[i] for i in page_ids], total, agg_rows
 
         rows = [table[i] for i in ordered_ids()]
+        key = sort_key(self, kind, sort)
+        if limit is not None and (offset + limit) * 16 < len(rows):
+            # A few rows off the top (the "newest updated_at" probe): a top-k pass, O(n) as
+            # SQLite's sorter with a LIMIT, not a full sort.  Rotated at random first, so that ties
+            # still come back in no fixed order (the selection keeps the input order among ties).
+            turn = random.randrange(len(rows))
+            rows = rows[turn:] + rows[:turn]
+            top = heapq.nlargest if descending else heapq.nsmallest
+            return top(offset + limit, rows, key=key)[offset:], total, agg_rows
         random.shuffle(rows)  # ties under a non-unique key come back in no fixed order
-        rows.sort(key=sort_key(self, kind, sort), reverse=descending)
+        rows.sort(key=key, reverse=descending)
         page_rows = rows[offset:] if limit is None else rows[offset : offset + limit]
         return page_rows, total, agg_rows
 

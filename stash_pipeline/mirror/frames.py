@@ -1,9 +1,14 @@
 """Shape raw GraphQL pages into Polars frames with an explicit schema, one per table.
 
-Fast path: extract columns with plain list comprehensions and let Polars cast them strictly.  If any
-value in the page is malformed, the page is shaped again row by row with lenient coercions, so that
-a bad row is either normalised (``"85"`` → 85) or reported as failed with a reason while the rest of
-the page is stored.  Duplicate ids within a page are resolved to the last occurrence.
+Three paths, one result:
+- from Arrow (the usual case): the client decoded the page straight into typed columns
+  (``stash.arrow_pages``); Polars takes them without a copy and applies the casts and parses;
+- from JSON objects, fast: columns extracted with plain list comprehensions, cast strictly by Polars;
+- from JSON objects, row by row: if any value in the page is malformed, each row is shaped on its
+  own with lenient coercions, so that a bad row is either normalised (``"85"`` → 85) or reported as
+  failed with a reason while the rest of the page is stored.
+Every fast path falls back to the next on anything unexpected; all produce the same frames (tested).
+Duplicate ids within a page are resolved to the last occurrence.
 """
 
 from collections.abc import Callable, Iterable
@@ -16,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns, precision_column
+from stash_pipeline.stash.arrow_pages import element_type
 from stash_pipeline.stash.entities import Column, EntitySpec, Relation
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%#z"
@@ -201,7 +207,7 @@ class PageShaper:
             if column.path is not None:
                 head, index, _key = column.path  # the specs only use (list, index, key)
                 self.heads.setdefault((str(head), int(index)), []).append(column)
-        self.link_types = {relation_key(rel): pa.list_(_element_type(rel)) for rel in spec.relations}
+        self.link_types = {relation_key(rel): pa.list_(element_type(rel)) for rel in spec.relations}
         # Values Arrow converts without complaint but wrongly (checked before the fast path).
         self.list_columns = [c.name for c in spec.columns if c.path is None and c.kind == "str_list"]
         self.element_ints = {
@@ -210,7 +216,40 @@ class PageShaper:
             if any(kind == "int" for _c, _k, kind in rel.extra)
         }
 
-    def shape(self, rows: list[dict], synced_at: Any) -> ShapedPage:
+        # Columns as extracted (typed, not yet cast or parsed) → the mirror's columns.
+        self.casts = [pl.col("id").cast(pl.Int64, strict=True)]
+        for column in spec.columns:
+            self.casts.extend(_column_exprs(column))
+        self.casts += [pl.col(name).cast(pl.Int64, strict=True) for name, _gql, _t in spec.refs]
+        self.casts += [
+            pl.col("created_at").str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True),
+            pl.col("updated_at_text")
+            .str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
+            .alias("updated_at"),
+            pl.col("updated_at_text"),
+        ]
+        # Arrow's columns → the extracted columns (nested values pulled out, renamed).
+        self.from_arrow = [pl.col("id"), pl.col("created_at"), pl.col("updated_at").alias("updated_at_text")]
+        for column in spec.columns:
+            if column.path is None:
+                self.from_arrow.append(pl.col(column.name))
+            else:
+                head, index, key = column.path
+                self.from_arrow.append(
+                    pl.col(str(head))
+                    .list.get(int(index), null_on_oob=True)
+                    .struct.field(str(key))
+                    .alias(column.name)
+                )
+        self.from_arrow += [pl.col(gql).struct.field("id").alias(name) for name, gql, _t in spec.refs]
+
+    def shape(self, rows: list[dict] | pa.StructArray, synced_at: Any) -> ShapedPage:
+        """``rows``: a page's entities as the client decoded them (``Page.rows``)."""
+        if isinstance(rows, pa.StructArray):
+            try:
+                return self._shape_arrow(rows, synced_at)
+            except Exception:
+                rows = rows.to_pylist()  # something off: the JSON paths decide, row by row if need be
         unique = _dedupe(rows)
         try:
             page = self._build_columnar(unique, synced_at)
@@ -220,15 +259,23 @@ class PageShaper:
         return page
 
     # ------------------------------------------------------------------ fast path
+    def _shape_arrow(self, rows: pa.StructArray, synced_at: Any) -> ShapedPage:
+        """The fast path from Arrow: the values already have their declared types, so this is
+        Polars' casts and parses over columns it takes without copying."""
+        table = pa.Table.from_struct_array(rows)
+        if table.column("id").null_count or len(pc.unique(table.column("id"))) != table.num_rows:
+            raise ValueError("missing or duplicate ids")  # the JSON path resolves or fails them
+        extracted = pl.DataFrame(pl.from_arrow(table)).select(self.from_arrow)
+        lists = {relation_key(rel): table.column(rel.field).combine_chunks() for rel in self.relations}
+        return self._finish(extracted, lists, synced_at)
+
     def _build_columnar(self, rows: list[dict], synced_at: Any) -> ShapedPage:
-        """The strict fast path in bulk: one frame built from plain lists (string lists and links
-        through Arrow, which converts nested Python lists in C), then ONE select of all casts and
-        parses, instead of a Series and a small query per column.  Anything malformed raises, and
-        ``shape`` falls back to the row-by-row path, exactly as with ``_build``."""
+        """The fast path from JSON objects: one frame built from plain lists (string lists and
+        links through Arrow, which converts nested Python lists in C), then the same casts as from
+        Arrow.  Anything malformed raises, and ``shape`` falls back to the row-by-row path."""
         self._check_loose_values(rows)
         data: dict[str, Any] = {"id": [r["id"] for r in rows]}
         schema: dict[str, pl.DataType] = {"id": pl.String()}
-        exprs: list[pl.Expr] = [pl.col("id").cast(pl.Int64, strict=True)]
         elements = {
             head: [v[index] if isinstance(v, list) and len(v) > index else None for v in _values(rows, head)]
             for head, index in self.heads
@@ -241,37 +288,41 @@ class PageShaper:
                 key = column.path[2]
                 values = [e.get(key) if isinstance(e, dict) else None for e in elements[str(column.path[0])]]
             if kind == "str_list":
-                data[name] = pl.Series(
-                    name, pa.array([v if v is not None else [] for v in values], type=pa.list_(pa.string()))
-                )
+                data[name] = pl.Series(name, pa.array(values, type=pa.list_(pa.string())))
                 schema[name] = pl.List(pl.String)
-                exprs.append(pl.col(name))
                 continue
             data[name] = values
             schema[name] = pl.String() if kind in ("str", "date", "timestamp") else POLARS_TYPES[kind]
-            exprs.extend(_column_exprs(column))
         for name, gql, _target in self.spec.refs:
             data[name] = [v.get("id") if isinstance(v, dict) else None for v in _values(rows, gql)]
             schema[name] = pl.String()
-            exprs.append(pl.col(name).cast(pl.Int64, strict=True))
-        updated = _values(rows, "updated_at")
-        if None in updated:
-            raise ValueError("field updated_at: missing")
         data["created_at"] = _values(rows, "created_at")
-        data["updated_at_text"] = updated
+        data["updated_at_text"] = _values(rows, "updated_at")
         schema["created_at"] = schema["updated_at_text"] = pl.String()
-        exprs += [
-            pl.col("created_at").str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True),
-            pl.col("updated_at_text")
-            .str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
-            .alias("updated_at"),
-            pl.col("updated_at_text"),
-            pl.lit(synced_at, dtype=UTC_TS).alias("synced_at"),
-        ]
-        entities = pl.DataFrame(data, schema=schema, strict=True).select(exprs).select(self.table_columns)
+        extracted = pl.DataFrame(data, schema=schema, strict=True)
+        lists = {
+            relation_key(rel): pa.array(
+                [v or None for v in _values(rows, rel.field)], type=self.link_types[relation_key(rel)]
+            )
+            for rel in self.relations
+        }
+        return self._finish(extracted, lists, synced_at)
+
+    def _finish(self, extracted: pl.DataFrame, lists: dict[str, pa.Array], synced_at: Any) -> ShapedPage:
+        """Both fast paths end here: one select of all casts and parses (not a Series and a small
+        query per column), then the link frames from the relations' Arrow lists."""
+        updated = extracted["updated_at_text"]
+        if updated.null_count():
+            raise ValueError("field updated_at: missing")
+        entities = extracted.select(*self.casts, pl.lit(synced_at, dtype=UTC_TS).alias("synced_at")).select(
+            self.table_columns
+        )
         owners = entities["id"]
-        links = {relation_key(rel): self._links_columnar(rel, rows, owners) for rel in self.relations}
-        return ShapedPage(entities=entities, links=links, max_updated_at=max(updated) if updated else None)
+        links = {
+            relation_key(rel): self._links_columnar(rel, lists[relation_key(rel)], owners)
+            for rel in self.relations
+        }
+        return ShapedPage(entities=entities, links=links, max_updated_at=updated.max())
 
     def _check_loose_values(self, rows: list[dict]) -> None:
         """Raise on what Arrow would take silently but wrongly: a bare string for a list ("abc"
@@ -287,12 +338,9 @@ class PageShaper:
                     if isinstance(element, dict) and any(type(element.get(k)) is float for k in keys):
                         raise ValueError(f"relation {field_name}: a fraction in an integer field")
 
-    def _links_columnar(self, rel: Relation, rows: list[dict], owners: pl.Series) -> pl.DataFrame:
-        """One relation's link rows: the elements' lists flattened by Arrow; first occurrence of a
-        target per owner kept (as ``_extract_links``)."""
-        lists = pa.array(
-            [v or None for v in _values(rows, rel.field)], type=self.link_types[relation_key(rel)]
-        )
+    def _links_columnar(self, rel: Relation, lists: pa.Array, owners: pl.Series) -> pl.DataFrame:
+        """One relation's link rows from its lists (one per owner), flattened by Arrow; first
+        occurrence of a target per owner kept (as ``_extract_links``)."""
         flat = lists.flatten()
         target: Any = flat
         for step in rel.target_path:
@@ -406,26 +454,14 @@ def _values(rows: list[dict], key: str) -> list[Any]:
     return [r.get(key) for r in rows]
 
 
-_ARROW_TYPES = {"int": pa.int64(), "str": pa.string(), "float": pa.float64(), "bool": pa.bool_()}
-
-
-def _element_type(rel: Relation) -> pa.DataType:
-    """Arrow type of one element of a relation's list: the target id at ``target_path`` (a string,
-    as Stash sends ids) and the extra keys."""
-    inner: pa.DataType = pa.string()
-    for step in reversed(rel.target_path[1:]):
-        inner = pa.struct([(step, inner)])
-    fields = [(rel.target_path[0], inner)]
-    fields += [(key, _ARROW_TYPES[kind]) for _col, key, kind in rel.extra if key != rel.target_path[0]]
-    return pa.struct(fields)
-
-
 def _column_exprs(column: Column) -> list[pl.Expr]:
     """Casts and parses of one scalar column: the fast path selects them all in one query, the
     row-by-row path (``_column_series``) one column at a time."""
     name, kind = column.name, column.kind
     if kind == "str":
         return [pl.col(name).replace("", None)]
+    if kind == "str_list":  # a missing list is empty; null elements are dropped (as ``_coerce_list``)
+        return [pl.col(name).fill_null(pl.lit([], dtype=pl.List(pl.String))).list.drop_nulls()]
     if kind == "timestamp":
         return [
             pl.col(name).replace("", None).str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
@@ -64,11 +65,10 @@ class SyncOptions:
     allow_mass_delete: bool = False
     # > 0: fetch and shape on a background thread while merging (see ``shaped_batches``).
     prefetch: int = 1
-    # Pages fetched while the previous batch is merged are shaped and merged together, one
-    # transaction, up to this many rows: a DuckDB statement, a commit and a Polars frame cost about
-    # the same for 1,000 rows as for 10,000 (a full sync spent most of its time on these per-page
-    # costs).  Nothing waits for a page still in flight.
+    # Pages are shaped and merged together, one transaction, up to this many rows, or after
+    # ``flush_seconds`` (see ``shaped_batches``).
     merge_rows: int = 10_000
+    flush_seconds: float = 0.5
 
 
 @dataclass
@@ -133,102 +133,140 @@ class Batch:
     pages: int
 
 
-@dataclass
-class Handoff:
-    """Between a background producer and its consumer (see ``in_background``)."""
+class InBackground:
+    """An iterator run on its own thread, at most ``maxsize`` items ahead of its consumer.
 
-    ready: queue.Queue
-    consumer_waiting: threading.Event = field(default_factory=threading.Event)
-    stop: threading.Event = field(default_factory=threading.Event)
+    ``produce(stop)`` makes the iterator; ``stop`` is set when the consumer closes, so a producer
+    that asks a server for more can stop asking at once rather than after its next item.  An error
+    the iterator raises is raised to the consumer.  ``close()`` stops and waits for the thread.
+    """
 
-    def consumer_idle(self) -> bool:
-        """The consumer is blocked waiting and nothing is queued for it."""
-        return self.consumer_waiting.is_set() and self.ready.empty()
+    _END = object()
 
+    def __init__(
+        self,
+        produce: Callable[[threading.Event], Iterator[Any]],
+        *,
+        maxsize: int,
+        name: str,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.stop = stop or threading.Event()
+        self._ready: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(produce,), name=name, daemon=True)
+        self._thread.start()
 
-def in_background(produce: Callable[[Handoff], Iterator[Any]], *, maxsize: int, name: str) -> Iterator[Any]:
-    """Run the generator ``produce(handoff)`` on a thread: yield what it yields (at most ``maxsize``
-    waiting in between), raise what it raises.  Closing this generator stops the producer at its
-    next item and unblocks it if it is waiting on a full queue."""
-    handoff = Handoff(queue.Queue(maxsize=maxsize))
-
-    def run() -> None:
-        items = produce(handoff)
+    def _run(self, produce: Callable[[threading.Event], Iterator[Any]]) -> None:
+        items: Iterator[Any] | None = None
         try:
+            items = produce(self.stop)
             for item in items:
-                if handoff.stop.is_set():
-                    return
-                handoff.ready.put(("item", item))
-            handoff.ready.put(("end", None))
+                if self.stop.is_set():
+                    break
+                self._ready.put((item, None))
+            self._ready.put((self._END, None))  # also when stopped: the consumer may be waiting
         except BaseException as exc:  # handed to the consumer, raised there
-            handoff.ready.put(("error", exc))
+            self._ready.put((None, exc))
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    try:
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; ``queue.Empty`` if none came within ``timeout``; ``StopIteration`` at
+        the end."""
+        if self._done:
+            raise StopIteration
+        item, error = self._ready.get(timeout=timeout)
+        if error is not None:
+            self._done = True
+            raise error
+        if item is self._END:
+            self._done = True
+            raise StopIteration
+        return item
+
+    def __iter__(self) -> Iterator[Any]:
         while True:
             try:
-                kind, item = handoff.ready.get_nowait()
-            except queue.Empty:
-                handoff.consumer_waiting.set()
-                kind, item = handoff.ready.get()
-                handoff.consumer_waiting.clear()
-            if kind == "end":
+                yield self.get()
+            except StopIteration:
                 return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        handoff.stop.set()
-        while thread.is_alive():
+
+    def close(self) -> None:
+        self.stop.set()
+        while self._thread.is_alive():
             try:
-                handoff.ready.get_nowait()
+                self._ready.get_nowait()  # unblock a producer waiting on a full queue
             except queue.Empty:
-                thread.join(timeout=0.05)
+                self._thread.join(timeout=0.05)
 
 
-def read_ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:
-    """``items``, produced on a background thread up to ``depth`` ahead of the consumer: the next
-    request is in flight while the previous page is shaped, so the server never waits for us."""
-    return in_background(lambda _handoff: items, maxsize=depth, name="stash-read-ahead")
+def joined_rows(pages: list[Any]) -> Any:
+    """The rows of several pages as one: Arrow arrays concatenated when every page was decoded by
+    Arrow (no copy of the values), else JSON objects."""
+    if len(pages) == 1:
+        return pages[0].rows
+    if all(page.arrow is not None for page in pages):
+        return pa.concat_arrays([page.arrow for page in pages])
+    return [item for page in pages for item in page.items]
 
 
 def shaped_batches(
-    pages: Iterator[Any], shape: Callable[[list[dict]], ShapedPage], *, background: bool, join_rows: int
+    read: Callable[[Callable[[], bool]], Iterator[Any]],
+    shape: Callable[[Any], ShapedPage],
+    *,
+    background: bool,
+    join_rows: int,
+    flush_seconds: float,
 ) -> Iterator[Batch]:
-    """Fetch and shape pages on a background thread while the caller merges the previous batch.
+    """Pages from ``read(keep_going)``, shaped and handed over in batches.
 
-    Three stages overlap: requests (``read_ahead``, a few pages ahead), shaping (a second thread)
-    and the caller's merge in DuckDB, which releases the GIL.  A page is handed over as soon as the
-    caller is waiting for one; while the caller is busy merging, arriving pages pile up and are
-    shaped together into one batch of up to ``join_rows`` rows.  So when the server is the
-    bottleneck every page is committed as soon as it has arrived, and when merging is, batches grow
-    and their per-statement, per-commit and per-frame costs are paid once per 10,000 rows, not per
-    page.
+    A DuckDB statement, a commit and a Polars frame cost about the same for 1,000 rows as for
+    20,000, and a full sync used to spend most of its time on these per-page costs: pages are
+    joined into one batch until it holds ``join_rows`` rows, or until its first page has waited
+    ``flush_seconds`` (a slow server's pages are still committed, and the run can be stopped,
+    page by page).
+
+    ``background``: three stages overlap.  Pages are read on one thread (up to four ahead, the
+    client asking for the next one while it decodes the last), shaped on a second, and merged by
+    the caller in DuckDB, which releases the GIL.  Without it, one page is one batch.
     """
     if not background:
-        for page in pages:
-            yield Batch(shape(page.items), len(page.items), 1)
+        for page in read(lambda: True):
+            yield Batch(shape(page.rows), len(page), 1)
         return
 
-    def shape_batches(handoff: Handoff) -> Iterator[Batch]:
-        with contextlib.closing(read_ahead(pages, depth=4)) as ahead:
-            pending: list[dict] = []
-            joined = 0
-            for page in ahead:
-                pending.extend(page.items)
-                joined += 1
-                if len(pending) >= join_rows or handoff.consumer_idle():
-                    yield Batch(shape(pending), len(pending), joined)
-                    pending, joined = [], 0
+    def shaping(stop: threading.Event) -> Iterator[Batch]:
+        reader = InBackground(
+            lambda stop: read(lambda: not stop.is_set()), maxsize=4, name="stash-read-ahead", stop=stop
+        )
+        with contextlib.closing(reader):
+            pending: list[Any] = []
+            rows = 0
+            deadline = 0.0
+            while True:
+                try:
+                    page = reader.get(max(0.0, deadline - time.monotonic()) if pending else None)
+                except queue.Empty:  # the batch waited long enough
+                    page = None
+                except StopIteration:
+                    break
+                if page is not None:
+                    if not pending:
+                        deadline = time.monotonic() + flush_seconds
+                    pending.append(page)
+                    rows += len(page)
+                if page is None or rows >= join_rows:
+                    yield Batch(shape(joined_rows(pending)), rows, len(pending))
+                    pending, rows = [], 0
             if pending:
-                yield Batch(shape(pending), len(pending), joined)
+                yield Batch(shape(joined_rows(pending)), rows, len(pending))
 
-    yield from in_background(shape_batches, maxsize=1, name="stash-shape")
+    stop = threading.Event()  # one for both threads: closing stops the reads at once
+    with contextlib.closing(InBackground(shaping, maxsize=1, name="stash-shape", stop=stop)) as batches:
+        yield from batches
 
 
 class EntitySync:
@@ -357,54 +395,53 @@ class EntitySync:
         pending_cursor = state.resume_cursor if after_id else None
         touched_galleries: set[int] = set()
         resume = {"after_id": after_id} if after_id else {}
-        pages = self.client.iter_pages(self.spec, type_filter, page_size=self.options.page_size, **resume)
-        passes = [pages]
+        # Each pass reads pages of one filter: the main read, then a catch-up read if needed.
+        passes: list[tuple[dict | None, dict[str, int]]] = [(type_filter, resume)]
         while passes:
+            pass_filter, pass_resume = passes.pop()
             batches = shaped_batches(
-                iter(passes.pop()),
+                lambda keep_going, f=pass_filter, r=pass_resume: self.client.iter_pages(
+                    self.spec, f, page_size=self.options.page_size, keep_going=keep_going, **r
+                ),
                 lambda items: self.shaper.shape(items, logctx.now),
                 background=self.options.prefetch > 0,
                 join_rows=self.options.merge_rows,
+                flush_seconds=self.options.flush_seconds,
             )
-            for batch in batches:
-                if self.should_stop():
-                    raise SyncCancelled(
-                        f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes"
-                    )
-                shaped = batch.shaped
-                with self._txn():
-                    outcome = self.merger.merge(self.con, shaped, logctx)
-                    pending_cursor = max_text(pending_cursor, shaped.max_updated_at)
-                    last_id = _last_id(shaped, after_id)
-                    update_state(
-                        self.con,
-                        self.spec.name,
-                        resume_key=resume_key,
-                        resume_after_id=last_id,
-                        resume_cursor=pending_cursor,
-                    )
-                report.pages += batch.pages
-                report.fetched += batch.rows
-                report.duplicates += shaped.duplicates
-                report.add(outcome)
-                if self.spec.name == "galleries":
-                    touched_galleries.update(outcome.created)
-                    touched_galleries.update(outcome.updated)
-                if self.progress:
-                    self.progress(report, changed_count)
+            with contextlib.closing(batches):
+                for batch in batches:
+                    if self.should_stop():
+                        raise SyncCancelled(
+                            f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes"
+                        )
+                    shaped = batch.shaped
+                    with self._txn():
+                        outcome = self.merger.merge(self.con, shaped, logctx)
+                        pending_cursor = max_text(pending_cursor, shaped.max_updated_at)
+                        last_id = _last_id(shaped, after_id)
+                        update_state(
+                            self.con,
+                            self.spec.name,
+                            resume_key=resume_key,
+                            resume_after_id=last_id,
+                            resume_cursor=pending_cursor,
+                        )
+                    report.pages += batch.pages
+                    report.fetched += batch.rows
+                    report.duplicates += shaped.duplicates
+                    report.add(outcome)
+                    if self.spec.name == "galleries":
+                        touched_galleries.update(outcome.created)
+                        touched_galleries.update(outcome.updated)
+                    if self.progress:
+                        self.progress(report, changed_count)
             if catch_up_from is not None:
                 log.info(
                     "%s: re-reading rows updated since %s (changed during the read)",
                     self.spec.name,
                     catch_up_from,
                 )
-                passes.append(
-                    self.client.iter_pages(
-                        self.spec,
-                        self._filter(since_criterion(catch_up_from)),
-                        page_size=self.options.page_size,
-                    )
-                )
+                passes.append((self._filter(since_criterion(catch_up_from)), {}))
                 catch_up_from = None
         report.cursor_after = (
             max_text(state.cursor, pending_cursor) if mode in ("full", "incremental") else state.cursor
@@ -517,7 +554,7 @@ class EntitySync:
         changed = 0
         for page in self.client.iter_pages(self.spec, None, page_size=self.options.page_size):
             with self._txn():
-                outcome = self.merger.merge(self.con, self.shaper.shape(page.items, logctx.now), logctx)
+                outcome = self.merger.merge(self.con, self.shaper.shape(page.rows, logctx.now), logctx)
             changed += len(outcome.updated) + len(outcome.created)
         return changed
 

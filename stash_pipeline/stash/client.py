@@ -16,20 +16,27 @@ What it guarantees, and why:
 
 import logging
 import re
+import threading
 import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import httpx
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash import queries
+from stash_pipeline.stash.arrow_pages import decode_page, last_entity_id
 from stash_pipeline.stash.entities import EntitySpec, spec_for
 from stash_pipeline.stash.errors import (
     StashAuthError,
@@ -46,6 +53,8 @@ logger = logging.getLogger("stash_pipeline.stash")
 
 JSON = dict[str, Any]
 Filter = Mapping[str, Any] | None
+# A page's entities: decoded into Arrow when every value has its declared type, else JSON objects.
+Items = list[JSON] | pa.StructArray
 T = TypeVar("T")
 
 _NOT_FOUND_RE = re.compile(r"([A-Za-z_][A-Za-z_ ]*?) with id (\d+) not found")
@@ -54,15 +63,29 @@ _DB_LOCKED = "database is locked"
 
 @dataclass(frozen=True)
 class Page:
-    """One page of raw entities (JSON dicts as Stash sent them; ids are strings).
+    """One page of raw entities, as Stash sent them (ids are strings).
 
+    ``rows`` holds them as decoded: an Arrow struct array with every field of its declared type
+    (``arrow_pages``), or JSON objects when Arrow refused the answer (a value off its type: the
+    shaper's row-by-row path deals with it).  ``items`` gives JSON objects either way.
     ``count`` is the server's total for the filter when this page's request selected it (the first
     page of a keyset read, every page of an offset read), else ``None``.
     """
 
-    items: list[JSON]
+    rows: Items
     number: int
     count: int | None = None
+
+    @property
+    def arrow(self) -> pa.StructArray | None:
+        return self.rows if isinstance(self.rows, pa.StructArray) else None
+
+    @cached_property
+    def items(self) -> list[JSON]:
+        return self.rows.to_pylist() if isinstance(self.rows, pa.StructArray) else self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,11 @@ class StashHealth:
     status: str
     database_schema: int | None
     app_schema: int
+
+
+class ReadStopped(Exception):
+    """The consumer of a paged read asked it to stop (``keep_going`` answered no): no request is
+    sent after that."""
 
 
 class _Transient(Exception):
@@ -149,6 +177,20 @@ def _and_id(filter: Filter, modifier: str, value: int) -> dict[str, Any]:
     return {"id": criterion, "AND": dict(filter)}
 
 
+def _keep(items: Items, keep: list[bool]) -> Items:
+    """The items whose flag is set."""
+    if isinstance(items, pa.StructArray):
+        return items.filter(pa.array(keep))
+    return [item for item, flag in zip(items, keep, strict=True) if flag]
+
+
+def _drop(ahead: "tuple[int, Future[Reply]] | None") -> None:
+    """Forget a request sent early: not sent yet, it never will be; in flight, it is let finish
+    (so requests stay one at a time) and its reply or error ignored."""
+    if ahead is not None and not ahead[1].cancel():
+        ahead[1].exception()
+
+
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -203,6 +245,8 @@ class StashClient:
         )
         self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         self.requests_sent = 0  # HTTP requests attempted (retries included): run metadata, tests
+        self._count_lock = threading.Lock()
+        self._early: ThreadPoolExecutor | None = None  # sends the next keyset page early
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "StashClient":
@@ -219,6 +263,8 @@ class StashClient:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        if self._early is not None:
+            self._early.shutdown(wait=True, cancel_futures=True)
         self._http.close()
 
     def __enter__(self) -> "StashClient":
@@ -257,7 +303,8 @@ class StashClient:
         page) alive until the cyclic garbage collector ran, and during a sync it runs rarely
         (``mirror.gc_pauses``): memory grew by one page per page read.
         """
-        self.requests_sent += 1
+        with self._count_lock:
+            self.requests_sent += 1
         try:
             with self._http.stream(method, url, content=content, headers=headers) as response:
                 body = b"".join(response.iter_bytes())
@@ -299,13 +346,26 @@ class StashClient:
             wait,
         )
 
+    def _post(self, payload: bytes) -> Reply:
+        return self._send("POST", self.graphql_url, payload, self._post_headers)
+
     def _graphql_attempt(self, payload: bytes, op: str | None) -> JSON:
-        response = self._send("POST", self.graphql_url, payload, self._post_headers)
+        return self._answer(self._post(payload), op)
+
+    def _answer(
+        self, response: Reply, op: str | None, decode: Callable[[bytes], T | None] | None = None
+    ) -> JSON | T:
+        """The answer's ``data`` object, or what ``decode`` makes of a 200's body when it takes it
+        (``None``: the body is parsed as JSON and checked as usual)."""
         status = response.status_code
         if status == 401:
             raise self._auth_error()
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}", retry_after=_retry_after(response))
+        if decode is not None and status == 200:
+            decoded = decode(response.content)
+            if decoded is not None:
+                return decoded
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -348,13 +408,49 @@ class StashClient:
     ) -> JSON:
         """Send one GraphQL document (with retries) and return its ``data`` object."""
         op = operation_name or queries.operation_name(document)
-        payload: JSON = {"query": document}
-        if variables:
-            payload["variables"] = variables
-        if op:
-            payload["operationName"] = op
-        body = orjson.dumps(payload, default=_json_default)
+        body = _payload(document, variables, op)
         return self._with_retries(lambda: self._graphql_attempt(body, op), op or "query")
+
+    def _read_page(
+        self,
+        spec: EntitySpec,
+        document: str,
+        variables: JSON,
+        *,
+        ids_only: bool = False,
+        sent: "Future[Reply] | None" = None,
+        on_reply: Callable[[Reply], None] | None = None,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> tuple[Items, Any]:
+        """One page of entities (full, or ids only) and its answer's ``count`` (``None`` if not
+        selected).
+
+        The answer is decoded straight into Arrow when every value has its declared type, else
+        parsed as JSON objects (see ``arrow_pages``); both checked as every answer is.  ``sent``:
+        this very request, already sent early (``_send_early``); its reply is the first attempt.
+        ``on_reply`` sees each reply before it is decoded.  ``keep_going``: asked before sending."""
+        op = queries.operation_name(document)
+        body = _payload(document, variables, op)
+
+        def attempt() -> Any:
+            nonlocal sent
+            if sent is not None:
+                early, sent = sent, None
+                reply = early.result()  # a transport error raised here is retried as usual
+            else:
+                if keep_going is not None and not keep_going():
+                    raise ReadStopped(f"{op}: stopped by its consumer")
+                reply = self._post(body)
+            if on_reply is not None:
+                on_reply(reply)
+            return self._answer(reply, op, lambda content: decode_page(content, spec, ids_only))
+
+        answer = self._with_retries(attempt, op or "query")
+        if isinstance(answer, tuple):
+            count, rows = answer
+            return rows, count
+        result = self._result(answer, spec.query, document)
+        return self._items(result, spec, document), result.get("count")
 
     def healthz(self) -> None:
         """``GET /healthz`` (no auth needed): is anything listening, and is it Stash-shaped?"""
@@ -438,6 +534,15 @@ class StashClient:
         except (KeyError, TypeError, ValueError):
             raise StashProtocolError(f"{op}: an item has no integer id ({item.get('id')!r})") from None
 
+    @classmethod
+    def _ids_of(cls, items: Items, op: str) -> list[int]:
+        if isinstance(items, pa.StructArray):
+            try:  # Arrow's own cast: a page of 50,000 ids costs one call, not 50,000
+                return pc.cast(items.field("id"), pa.int64()).to_pylist()
+            except pa.ArrowInvalid:
+                return [cls._id({"id": value}, op) for value in items.field("id").to_pylist()]
+        return [cls._id(item, op) for item in items]
+
     # ------------------------------------------------------------------ counts
     def count(self, spec: EntitySpec, filter: Filter = None) -> int:
         """Number of entities matching ``filter`` (``per_page: 0``: no rows transferred)."""
@@ -498,6 +603,12 @@ class StashClient:
             raise StashProtocolError(f"{document.split('{')[0].strip()}: updated_at is not a string")
         return value
 
+    def _send_early(self, document: str, variables: JSON) -> "Future[Reply]":
+        """Send a request on a worker thread; its reply is collected by ``_read_page(sent=...)``."""
+        if self._early is None:
+            self._early = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stash-early")
+        return self._early.submit(self._post, _payload(document, variables, queries.operation_name(document)))
+
     def _tail_probe(self, spec: EntitySpec, filter: Filter, last_id: int) -> tuple[int, int]:
         """(rows matching ``filter``, those of them with id > ``last_id``), one read transaction."""
         document = queries.tail_probe_query(spec)
@@ -513,6 +624,7 @@ class StashClient:
         filter: Filter = None,
         page_size: int | None = None,
         after_id: int | None = None,
+        keep_going: Callable[[], bool] | None = None,
     ) -> Iterator[Page]:
         """Every entity matching ``filter``, in pages of ``page_size``, each entity exactly once.
 
@@ -531,7 +643,8 @@ class StashClient:
         An empty first page while its count is > 0 raises ``StashConsistencyError`` either way.
 
         ``after_id`` (keyset types only) resumes an interrupted read: only ids above it are read,
-        and the first page's count covers only those.
+        and the first page's count covers only those.  ``keep_going`` is asked before every page
+        request; once it answers no, ``ReadStopped`` is raised instead of sending one.
         """
         size = page_size or self.page_size
         if size < 1:
@@ -540,12 +653,18 @@ class StashClient:
             raise ValueError(f"{spec.name} has no id criterion in Stash: a read cannot resume after an id")
         if spec.keyset:
             pages = self._keyset_read(
-                spec, filter, size, ids_only=False, recover=True, after_id=after_id or 0
+                spec,
+                filter,
+                size,
+                ids_only=False,
+                recover=True,
+                after_id=after_id or 0,
+                keep_going=keep_going,
             )
             for number, (items, count) in enumerate(pages, start=1):
                 yield Page(items, number, count)
         else:
-            yield from self._offset_pages(spec, filter, size)
+            yield from self._offset_pages(spec, filter, size, keep_going)
 
     def _keyset_read(
         self,
@@ -556,7 +675,8 @@ class StashClient:
         ids_only: bool,
         recover: bool,
         after_id: int = 0,
-    ) -> Iterator[tuple[list[JSON], int | None]]:
+        keep_going: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[Items, int | None]]:
         """Keyset paging with a verified end.  Yields (items, count of the first page or None).
 
         The rule, for reads spanning more than one page (a single page whose length equals the count
@@ -584,75 +704,119 @@ class StashClient:
         last = after_id
         first = True
         empty_streak = 0
-        while True:
-            document = first_doc if first else next_doc
-            data = self.execute(
-                document, {"filter": _and_id(filter, "GREATER_THAN", last), "page": 1, "per_page": size}
-            )
-            result = self._result(data, spec.query, document)
-            items = self._items(result, spec, document)
-            count = self._int(result.get("count"), f"{spec.query}.count") if first else None
-            if first and not items and count:
-                raise StashConsistencyError(
-                    f"{op}: the first page is empty but Stash reports {count} matching rows"
-                )
-            previous = last
-            page_ids: set[int] = set()
-            for item in items:
-                entity_id = self._id(item, document)
-                if entity_id in page_ids:
-                    # The same row twice in one answer (a bad JOIN): a sweep cannot be trusted, but
-                    # a page of entities can; the shaper keeps one copy (DESIGN §2 rules 5 and 7).
-                    if ids_only:
-                        raise StashConsistencyError(
-                            f"{op}: id {entity_id} appears twice in one answer; refusing to trust the sweep"
-                        )
-                    logger.warning("%s: id %d appears twice in one page; keeping one copy", op, entity_id)
-                    continue
-                if entity_id <= previous:
-                    raise StashConsistencyError(
-                        f"{op}: ids not strictly ascending after id {last} ({entity_id} after "
-                        f"{previous}): the server ignored the id criterion or the sort"
-                    )
-                previous = entity_id
-                page_ids.add(entity_id)
-                read.append(entity_id)
-            if items:
-                empty_streak = 0
-                yield items, count
-                last = previous
-            else:
-                empty_streak += 1
-            if first and len(page_ids) == count:
-                return  # one request, one read transaction: everything, exactly
-            first = False
-            if len(items) >= size:
-                continue
-            total, tail = self._tail_probe(spec, scope, last)
-            if tail > 0:
-                if empty_streak >= 2:
-                    raise StashConsistencyError(
-                        f"{op}: Stash reports {tail} rows with id > {last} but returns none of them"
-                    )
-                logger.info("%s: %d more rows after id %d; continuing", op, tail, last)
-                continue
-            if total > len(read):
-                logger.warning(
-                    "%s: %d rows with id <= %d match now but %d were read; re-listing them",
-                    op,
-                    total,
-                    last,
-                    len(read),
-                )
-                extra = self._unread_ids(spec, scope, last, read)
-                if extra:
-                    if recover:
-                        entities, _missing = self.fetch_by_ids(spec, extra)
-                        if entities:
-                            yield entities, None
+        total_count: int | None = None
+        # The next page's request, sent while this one is decoded: (its ``after`` id, its reply).
+        ahead: tuple[int, Future[Reply]] | None = None
+
+        def send_next(reply: Reply) -> None:
+            """While the page just received is decoded, ask for the one after it, when there is
+            surely one (more rows left than a page holds).  Its ``after`` id is read off the raw
+            answer; the decoded page must end with that very id for the reply to be used."""
+            nonlocal ahead
+            if ahead is not None or reply.status_code != 200 or total_count is None:
+                return
+            if keep_going is not None and not keep_going():
+                return
+            if total_count - len(read) <= size:
+                return
+            guess = last_entity_id(reply.content)
+            if guess is not None:
+                variables = {"filter": _and_id(filter, "GREATER_THAN", guess), "page": 1, "per_page": size}
+                ahead = (guess, self._send_early(next_doc, variables))
+
+        try:
+            while True:
+                document = first_doc if first else next_doc
+                variables = {"filter": _and_id(filter, "GREATER_THAN", last), "page": 1, "per_page": size}
+                sent = None
+                if ahead is not None:
+                    after, early = ahead
+                    ahead = None
+                    if after == last and not first:
+                        sent = early
                     else:
-                        yield [{"id": str(i)} for i in extra], None
-            return
+                        _drop((after, early))
+                items, raw_count = self._read_page(
+                    spec,
+                    document,
+                    variables,
+                    ids_only=ids_only,
+                    sent=sent,
+                    on_reply=None if ids_only else send_next,
+                    keep_going=keep_going,
+                )
+                count = self._int(raw_count, f"{spec.query}.count") if first else None
+                if first:
+                    total_count = count
+                if first and not len(items) and count:
+                    raise StashConsistencyError(
+                        f"{op}: the first page is empty but Stash reports {count} matching rows"
+                    )
+                previous = last
+                page_ids: set[int] = set()
+                ids = self._ids_of(items, document)
+                if ids and ids[0] > last and all(a < b for a, b in pairwise(ids)):
+                    read.extend(ids)  # the usual page: strictly ascending, above the last one
+                    previous = ids[-1]
+                    page_ids.update(ids)
+                    ids = []
+                for entity_id in ids:  # otherwise id by id, to say exactly what is wrong
+                    if entity_id in page_ids:
+                        # The same row twice in one answer (a bad JOIN): a sweep cannot be trusted, but
+                        # a page of entities can; the shaper keeps one copy (DESIGN §2 rules 5 and 7).
+                        if ids_only:
+                            raise StashConsistencyError(
+                                f"{op}: id {entity_id} appears twice in one answer; refusing to trust the sweep"
+                            )
+                        logger.warning("%s: id %d appears twice in one page; keeping one copy", op, entity_id)
+                        continue
+                    if entity_id <= previous:
+                        raise StashConsistencyError(
+                            f"{op}: ids not strictly ascending after id {last} ({entity_id} after "
+                            f"{previous}): the server ignored the id criterion or the sort"
+                        )
+                    previous = entity_id
+                    page_ids.add(entity_id)
+                    read.append(entity_id)
+                if len(items):
+                    empty_streak = 0
+                    yield items, count
+                    last = previous
+                else:
+                    empty_streak += 1
+                if first and len(page_ids) == count:
+                    return  # one request, one read transaction: everything, exactly
+                first = False
+                if len(items) >= size:
+                    continue
+                ahead = _drop(ahead)  # a short page after all: what comes next is decided anew
+                total, tail = self._tail_probe(spec, scope, last)
+                if tail > 0:
+                    if empty_streak >= 2:
+                        raise StashConsistencyError(
+                            f"{op}: Stash reports {tail} rows with id > {last} but returns none of them"
+                        )
+                    logger.info("%s: %d more rows after id %d; continuing", op, tail, last)
+                    continue
+                if total > len(read):
+                    logger.warning(
+                        "%s: %d rows with id <= %d match now but %d were read; re-listing them",
+                        op,
+                        total,
+                        last,
+                        len(read),
+                    )
+                    extra = self._unread_ids(spec, scope, last, read)
+                    if extra:
+                        if recover:
+                            entities, _missing = self.fetch_by_ids(spec, extra)
+                            if entities:
+                                yield entities, None
+                        else:
+                            yield [{"id": str(i)} for i in extra], None
+                return
+        finally:
+            _drop(ahead)
 
     def _unread_ids(self, spec: EntitySpec, filter: Filter, last: int, read: array) -> list[int]:
         """Ids <= ``last`` matching ``filter`` now that are not in ``read`` (sorted ascending)."""
@@ -675,28 +839,29 @@ class StashClient:
             )
         return sorted(unique)
 
-    def _offset_pages(self, spec: EntitySpec, filter: Filter, size: int) -> Iterator[Page]:
+    def _offset_pages(
+        self, spec: EntitySpec, filter: Filter, size: int, keep_going: Callable[[], bool] | None = None
+    ) -> Iterator[Page]:
         op = f"{spec.name} offset read"
         document = queries.page_query(spec, True)
         seen: set[int] = set()
         number = 0
         page = 1
         while True:
-            data = self.execute(document, {"filter": filter, "page": page, "per_page": size})
-            result = self._result(data, spec.query, document)
-            items = self._items(result, spec, document)
-            count = self._int(result.get("count"), f"{spec.query}.count")
-            if page == 1 and not items and count:
+            items, raw_count = self._read_page(
+                spec, document, {"filter": filter, "page": page, "per_page": size}, keep_going=keep_going
+            )
+            count = self._int(raw_count, f"{spec.query}.count")
+            if page == 1 and not len(items) and count:
                 raise StashConsistencyError(
                     f"{op}: the first page is empty but Stash reports {count} matching rows"
                 )
-            fresh: list[JSON] = []
-            for item in items:
-                entity_id = self._id(item, document)
-                if entity_id not in seen:
-                    seen.add(entity_id)
-                    fresh.append(item)
-            if fresh:
+            keep: list[bool] = []
+            for entity_id in self._ids_of(items, document):
+                keep.append(entity_id not in seen)
+                seen.add(entity_id)
+            fresh = items if all(keep) else _keep(items, keep)
+            if len(fresh):
                 number += 1
                 yield Page(fresh, number, count)
             if page == 1 and len(items) == count and len(seen) == count:
@@ -748,7 +913,7 @@ class StashClient:
             yield self._snapshot_ids(spec, filter)
             return
         for items, _count in self._keyset_read(spec, filter, page_size, ids_only=True, recover=False):
-            yield [int(item["id"]) for item in items]
+            yield self._ids_of(items, spec.name)
 
     def fetch_by_ids(self, spec: EntitySpec, ids: Iterable[int | str]) -> tuple[list[JSON], list[int]]:
         """Full entities for ``ids`` (deduplicated; Stash rejects duplicates), in chunks.
@@ -835,9 +1000,18 @@ class StashClient:
         return sorted(ids)
 
 
+def _payload(document: str, variables: Mapping[str, Any] | None, op: str | None) -> bytes:
+    payload: JSON = {"query": document}
+    if variables:
+        payload["variables"] = variables
+    if op:
+        payload["operationName"] = op
+    return orjson.dumps(payload, default=_json_default)
+
+
 def _contains(sorted_ids: array, value: int) -> bool:
     i = bisect_left(sorted_ids, value)
     return i < len(sorted_ids) and sorted_ids[i] == value
 
 
-__all__ = ["Filter", "Page", "StashClient", "StashHealth"]
+__all__ = ["Filter", "Page", "ReadStopped", "StashClient", "StashHealth"]

@@ -9,8 +9,9 @@ an incremental sync of 1,000 changes, and the rebuild of the derived tables.
 Every party runs in its own process, so that no two share a GIL and each peak RSS is its own
 (read with ``os.wait4`` when the child exits):
 - the fake Stash (``stash-pipeline fake-stash --port 0``), generated once per scale;
-- the floor: ``StashClient.iter_pages`` over every type, JSON parsed (inside the client), the pages
-  discarded, same page size: what a sync cannot beat;
+- the floor: ``StashClient.iter_pages`` over every type, the pages decoded as the client decodes
+  them (into Arrow, the next page asked for while one is decoded) and discarded, same page size:
+  what a sync cannot beat, with the sync's own client;
 - the bare engine: ``mirror.sync.EntitySync`` for each spec in order on a fresh DuckDB file (what the
   sync itself costs, without Dagster), instrumented per phase (shape / merge / id sweep);
 - the CLI: ``stash-pipeline sync --full`` with its own DAGSTER_HOME and database (Dagster's import
@@ -85,7 +86,7 @@ def child_floor(cfg: dict[str, Any]) -> None:
             t0 = time.perf_counter()
             rows = pages = 0
             for page in client.iter_pages(spec, None, page_size=cfg["page_size"]):
-                rows += len(page.items)
+                rows += len(page)
                 pages += 1
             types[spec.name] = {"rows": rows, "pages": pages, "seconds": time.perf_counter() - t0}
         seconds = time.perf_counter() - started

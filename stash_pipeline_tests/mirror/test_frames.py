@@ -1,6 +1,6 @@
-"""The shaper's two paths agree: the columnar fast path (Arrow + Polars) and the row-by-row path
-(lenient coercions) shape every page of a generated library into identical frames, and the values
-Arrow would take silently but wrongly send the page to the row-by-row path.
+"""The shaper's three paths agree: from the client's Arrow pages, from JSON objects in bulk, and row
+by row (lenient coercions) shape every page of a generated library into identical frames; and the
+values Arrow would take silently but wrongly send the page to the row-by-row path.
 
 Pages come from the fake Stash over real HTTP, as the sync reads them.
 """
@@ -8,10 +8,12 @@ Pages come from the fake Stash over real HTTP, as the sync reads them.
 import copy
 from datetime import UTC, datetime
 
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
 from stash_pipeline.mirror.frames import PageShaper, relation_key
+from stash_pipeline.stash.arrow_pages import entity_type as arrow_type
 from stash_pipeline.stash.client import StashClient
 from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME
 
@@ -28,14 +30,18 @@ def pages(small_server) -> dict[str, list[dict]]:
         }
 
 
-@pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
-def test_fast_path_equals_row_by_row_path(pages, spec):
-    shaper = PageShaper(spec)
-    rows = pages[spec.name]
-    assert rows, f"the small library has no {spec.name}"
-    fast = shaper._build_columnar(rows, SYNCED_AT)
-    slow = shaper._shape_row_by_row(rows, SYNCED_AT)
+@pytest.fixture
+def arrow_pages(small_server) -> dict[str, pa.StructArray]:
+    """The same entities as Arrow decoded them in the client (every page must have been)."""
+    with StashClient(small_server.url, page_size=500) as client:
+        decoded = {spec.name: [page.arrow for page in client.iter_pages(spec, None)] for spec in ENTITY_SPECS}
+    assert all(array is not None for arrays in decoded.values() for array in arrays)
+    return {name: pa.concat_arrays(arrays) for name, arrays in decoded.items()}
+
+
+def _assert_same(fast, slow, spec) -> None:
     assert slow.failures == []
+    assert fast.failures == []
     assert_frame_equal(fast.entities, slow.entities)
     assert fast.max_updated_at == slow.max_updated_at
     for rel in spec.relations:
@@ -43,6 +49,50 @@ def test_fast_path_equals_row_by_row_path(pages, spec):
         assert_frame_equal(fast.links[key], slow.links[key], check_row_order=False)
     # The links are not all empty: the comparison above compared something.
     assert sum(len(frame) for frame in fast.links.values()) > 0 or not spec.relations
+
+
+@pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
+def test_fast_path_equals_row_by_row_path(pages, spec):
+    shaper = PageShaper(spec)
+    rows = pages[spec.name]
+    assert rows, f"the small library has no {spec.name}"
+    _assert_same(shaper._build_columnar(rows, SYNCED_AT), shaper._shape_row_by_row(rows, SYNCED_AT), spec)
+
+
+@pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
+def test_arrow_path_equals_row_by_row_path(pages, arrow_pages, spec):
+    shaper = PageShaper(spec)
+    rows = arrow_pages[spec.name]
+    assert len(rows) == len(pages[spec.name])
+    _assert_same(
+        shaper._shape_arrow(rows, SYNCED_AT), shaper._shape_row_by_row(pages[spec.name], SYNCED_AT), spec
+    )
+
+
+def test_arrow_path_hands_duplicate_ids_to_the_json_path(arrow_pages):
+    """Arrow pages never hold a duplicate id (the decoder refuses them), but joined pages could:
+    the last occurrence wins, as on the JSON paths."""
+    spec = SPECS_BY_NAME["scenes"]
+    rows = arrow_pages["scenes"].slice(0, 20)
+    twice = pa.concat_arrays([rows, rows.slice(5, 1)])
+    page = PageShaper(spec).shape(twice, SYNCED_AT)
+    assert page.duplicates == 1
+    assert sorted(page.ids) == sorted(int(i) for i in rows.field("id").to_pylist())
+
+
+def test_null_list_elements_are_dropped_on_every_path(pages):
+    """``urls: [null, "x"]`` stores ["x"] however the page was shaped."""
+    spec = SPECS_BY_NAME["scenes"]
+    rows = copy.deepcopy(pages["scenes"][:10])
+    rows[2]["urls"] = [None, "https://x.example/a"]
+    arrow = pa.array(rows, type=arrow_type(spec))
+    for page in (
+        PageShaper(spec)._shape_arrow(arrow, SYNCED_AT),
+        PageShaper(spec)._build_columnar(rows, SYNCED_AT),
+        PageShaper(spec)._shape_row_by_row(rows, SYNCED_AT),
+    ):
+        stored = page.entities.filter(page.entities["id"] == int(rows[2]["id"]))["urls"].to_list()
+        assert stored == [["https://x.example/a"]]
 
 
 def _shape_with(pages, type_name: str, change) -> tuple[PageShaper, list[dict], object]:
