@@ -76,7 +76,7 @@ class Settings:
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
     duckdb_memory_limit: str = "256MB"
-    merge_rows: int = 10_000
+    merge_rows: int = 20_000
     sensor_interval_seconds: int = 300
     full_sync_cron: str = "0 3 * * *"
     incremental_cron: str = "*/30 * * * *"

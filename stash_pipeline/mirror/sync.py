@@ -67,7 +67,7 @@ class SyncOptions:
     prefetch: int = 1
     # Pages are shaped and merged together, one transaction, up to this many rows, or after
     # ``flush_seconds`` (see ``shaped_batches``).
-    merge_rows: int = 10_000
+    merge_rows: int = 20_000
     flush_seconds: float = 0.5
 
 

@@ -12,6 +12,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from stash_pipeline.mirror.db import writer_config
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.client import StashClient
 
@@ -61,7 +62,7 @@ def mirror_database_resource(settings: Settings) -> DuckDBResource:
     # up to that limit: a full sync's resident memory then grows with the library.  A fixed limit
     # keeps it flat (larger sorts and joins spill to <db>.tmp instead).
     return DuckDBResource(
-        database=settings.db_path, connection_config={"memory_limit": settings.duckdb_memory_limit}
+        database=settings.db_path, connection_config=writer_config(settings.duckdb_memory_limit)
     )
 
 

@@ -144,9 +144,9 @@ def child_engine(cfg: dict[str, Any]) -> None:
     options = SyncOptions(page_size=cfg["page_size"], prefetch=cfg["prefetch"])
     types: dict[str, Any] = {}
     started = time.perf_counter()
-    con = duckdb.connect(cfg["db"])
-    if cfg.get("memory_limit"):
-        con.execute(f"SET memory_limit = '{cfg['memory_limit']}'")
+    from stash_pipeline.mirror.db import writer_config
+
+    con = duckdb.connect(cfg["db"], config=writer_config(cfg["memory_limit"]))
     if profiler:
         profiler.enable()
     with StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
