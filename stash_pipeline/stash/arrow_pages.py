@@ -87,7 +87,7 @@ def decode_page(
     try:
         table = pa_json.read_json(
             io.BytesIO(body),
-            # The answer is one line: one block must hold all of it.
+            # One block holds the whole answer, so line breaks inside it (pretty-printing) do not matter.
             read_options=pa_json.ReadOptions(block_size=len(body) + 1, use_threads=False),
             parse_options=_parse_options(spec, ids_only),
         )

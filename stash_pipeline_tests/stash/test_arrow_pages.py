@@ -87,6 +87,17 @@ LOOSE_ANSWERS = {
 }
 
 
+def test_a_pretty_printed_answer_decodes_as_a_compact_one(client: StashClient) -> None:
+    """The whole answer is one block for Arrow: line breaks between values do not matter."""
+    body = _answer(client, SCENES)
+    pretty = json.dumps(orjson.loads(body), indent=2).encode()
+    compact, spread = decode_page(body, SCENES), decode_page(pretty, SCENES)
+    assert compact is not None
+    assert spread is not None
+    assert spread[0] == compact[0]
+    assert spread[1].equals(compact[1])
+
+
 @pytest.mark.parametrize("change", LOOSE_ANSWERS.values(), ids=LOOSE_ANSWERS.keys())
 def test_arrow_refuses_any_value_off_its_type(client: StashClient, change) -> None:
     body = _answer(client, SCENES)
