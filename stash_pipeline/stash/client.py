@@ -191,6 +191,37 @@ def _drop(ahead: "tuple[int, Future[Reply]] | None") -> None:
         ahead[1].exception()
 
 
+def _accept_ids(ids: list[int], last: int, read: array, ids_only: bool, op: str) -> tuple[int, int]:
+    """Check one keyset page's ids and append them to ``read``; return (its last id, its unique ids).
+
+    They must be strictly ascending after ``last``.  The same row twice in one answer (a bad JOIN)
+    makes a sweep untrustworthy, but a page of entities is kept: the shaper keeps one copy
+    (DESIGN §2 rules 5 and 7).
+    """
+    if ids and ids[0] > last and all(a < b for a, b in pairwise(ids)):
+        read.extend(ids)  # the usual page: one pass, no set
+        return ids[-1], len(ids)
+    previous = last
+    seen: set[int] = set()
+    for entity_id in ids:  # otherwise id by id, to say exactly what is wrong
+        if entity_id in seen:
+            if ids_only:
+                raise StashConsistencyError(
+                    f"{op}: id {entity_id} appears twice in one answer; refusing to trust the sweep"
+                )
+            logger.warning("%s: id %d appears twice in one page; keeping one copy", op, entity_id)
+            continue
+        if entity_id <= previous:
+            raise StashConsistencyError(
+                f"{op}: ids not strictly ascending after id {last} ({entity_id} after "
+                f"{previous}): the server ignored the id criterion or the sort"
+            )
+        previous = entity_id
+        seen.add(entity_id)
+        read.append(entity_id)
+    return previous, len(seen)
+
+
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -752,39 +783,14 @@ class StashClient:
                     raise StashConsistencyError(
                         f"{op}: the first page is empty but Stash reports {count} matching rows"
                     )
-                previous = last
-                page_ids: set[int] = set()
-                ids = self._ids_of(items, document)
-                if ids and ids[0] > last and all(a < b for a, b in pairwise(ids)):
-                    read.extend(ids)  # the usual page: strictly ascending, above the last one
-                    previous = ids[-1]
-                    page_ids.update(ids)
-                    ids = []
-                for entity_id in ids:  # otherwise id by id, to say exactly what is wrong
-                    if entity_id in page_ids:
-                        # The same row twice in one answer (a bad JOIN): a sweep cannot be trusted, but
-                        # a page of entities can; the shaper keeps one copy (DESIGN §2 rules 5 and 7).
-                        if ids_only:
-                            raise StashConsistencyError(
-                                f"{op}: id {entity_id} appears twice in one answer; refusing to trust the sweep"
-                            )
-                        logger.warning("%s: id %d appears twice in one page; keeping one copy", op, entity_id)
-                        continue
-                    if entity_id <= previous:
-                        raise StashConsistencyError(
-                            f"{op}: ids not strictly ascending after id {last} ({entity_id} after "
-                            f"{previous}): the server ignored the id criterion or the sort"
-                        )
-                    previous = entity_id
-                    page_ids.add(entity_id)
-                    read.append(entity_id)
+                previous, unique = _accept_ids(self._ids_of(items, document), last, read, ids_only, op)
                 if len(items):
                     empty_streak = 0
                     yield items, count
                     last = previous
                 else:
                     empty_streak += 1
-                if first and len(page_ids) == count:
+                if first and unique == count:
                     return  # one request, one read transaction: everything, exactly
                 first = False
                 if len(items) >= size:
