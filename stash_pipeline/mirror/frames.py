@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns, precision_column
-from stash_pipeline.stash.arrow_pages import element_type
+from stash_pipeline.stash.arrow_pages import entity_type
 from stash_pipeline.stash.entities import Column, EntitySpec, Relation
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%#z"
@@ -207,7 +207,9 @@ class PageShaper:
             if column.path is not None:
                 head, index, _key = column.path  # the specs only use (list, index, key)
                 self.heads.setdefault((str(head), int(index)), []).append(column)
-        self.link_types = {relation_key(rel): pa.list_(element_type(rel)) for rel in spec.relations}
+        # A relation's lists have the type the client decodes them with (one definition).
+        decoded = entity_type(spec)
+        self.link_types = {relation_key(rel): decoded.field(rel.field).type for rel in spec.relations}
         # Values Arrow converts without complaint but wrongly (checked before the fast path).
         self.list_columns = [c.name for c in spec.columns if c.path is None and c.kind == "str_list"]
         self.element_ints = {

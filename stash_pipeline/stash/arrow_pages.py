@@ -34,7 +34,7 @@ _SCALAR_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def element_type(rel: Relation) -> pa.DataType:
+def _element_type(rel: Relation) -> pa.DataType:
     """Arrow type of one element of a relation's list: the target id at ``target_path`` (a string,
     as Stash sends ids) and the extra keys."""
     inner: pa.DataType = pa.string()
@@ -61,7 +61,7 @@ def entity_type(spec: EntitySpec) -> pa.StructType:
     for _column, gql, _target in spec.refs:
         fields[gql] = pa.struct([("id", pa.string())])
     for rel in spec.relations:
-        fields[rel.field] = pa.list_(element_type(rel))
+        fields[rel.field] = pa.list_(_element_type(rel))
     return pa.struct(list(fields.items()))
 
 
@@ -92,6 +92,8 @@ def decode_page(
             parse_options=_parse_options(spec, ids_only),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Invalid: malformed JSON or a value off its declared type (see the module docstring);
+        # NotImplemented: a conversion the reader does not offer.  Either way the JSON path decides.
         return None
     if table.num_rows != 1:
         return None
