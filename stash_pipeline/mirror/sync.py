@@ -3,8 +3,9 @@
 One code path serves every type and every mode; the entity spec says what differs.
 
 Modes
-- ``full``: every entity (no filter), then a verified id sweep deletes what Stash no longer has
-  (mark and sweep: nothing is deleted unless the sweep is complete and passes the guards).
+- ``full``: every entity (no filter); the read, verified at its end like an id sweep, is the listing:
+  local ids it did not receive are deleted (mark and sweep: nothing is deleted unless the read is
+  complete and passes the guards), and a count afterwards catches deletes behind the read.
 - ``window``: the entities whose ``updated_at`` falls in a partition window (date-only text bounds).
 - ``incremental``: from the stored cursor minus the overlap window (or an explicit ``since``).
 - ``specific``: the given ids (targeted resync); ids Stash no longer has are deleted locally.
@@ -269,6 +270,29 @@ def shaped_batches(
         yield from batches
 
 
+class ListedIds:
+    """The ids a full read received (stored, or logged as failed), 8 bytes each.
+
+    ``complete`` is False once a row came without a usable id: the listing then proves nothing.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[pa.Array] = []
+        self.complete = True
+
+    def add(self, shaped: ShapedPage) -> None:
+        ids = shaped.entities["id"].to_arrow()
+        self._chunks.extend(ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids])
+        failed = [i for i, _why in shaped.failures]
+        if None in failed:
+            self.complete = False
+        elif failed:
+            self._chunks.append(pa.array(failed, pa.int64()))
+
+    def table(self) -> pa.Table:
+        return pa.table({"id": pa.chunked_array(self._chunks, pa.int64())})
+
+
 class EntitySync:
     """Syncs one entity type between a Stash client and an open DuckDB connection."""
 
@@ -393,6 +417,8 @@ class EntitySync:
                 since_resume = overlap_bound(state.resume_cursor, self.options.overlap_seconds)
                 catch_up_from = since_resume if catch_up_from is None else min(catch_up_from, since_resume)
         pending_cursor = state.resume_cursor if after_id else None
+        # A full read from the first id lists every id Stash has: it is the sweep (mark and sweep).
+        listed = ListedIds() if mode == "full" and after_id is None else None
         touched_galleries: set[int] = set()
         resume = {"after_id": after_id} if after_id else {}
         # Each pass reads pages of one filter: the main read, then a catch-up read if needed.
@@ -426,6 +452,8 @@ class EntitySync:
                             resume_after_id=last_id,
                             resume_cursor=pending_cursor,
                         )
+                    if listed is not None:
+                        listed.add(shaped)
                     report.pages += batch.pages
                     report.fetched += batch.rows
                     report.duplicates += shaped.duplicates
@@ -448,7 +476,7 @@ class EntitySync:
         )
         if touched_galleries and mode != "full":
             self._refresh_gallery_membership(sorted(touched_galleries), logctx)
-        self._reconcile_deletes(mode, report, logctx)
+        self._reconcile_deletes(mode, report, logctx, listed)
 
     def _nothing_changed(self, criterion: dict | None, window_count: int, total: int, state: Any) -> bool:
         """True when the incremental window holds exactly what the mirror already has.
@@ -497,9 +525,24 @@ class EntitySync:
         report.stash_count = None
 
     # ------------------------------------------------------------------ deletions
-    def _reconcile_deletes(self, mode: str, report: SyncReport, logctx: LogContext) -> None:
+    def _reconcile_deletes(
+        self, mode: str, report: SyncReport, logctx: LogContext, listed: ListedIds | None
+    ) -> None:
+        """Delete what Stash no longer has.
+
+        A full read from the first id is itself a complete, verified listing (its end is checked
+        like a sweep's, see ``StashClient.iter_pages``): local ids it did not list are gone.  Rows
+        deleted in Stash while the read went on were listed before they went, so a count follows;
+        only when the counts then disagree (or without such a listing) is an id sweep needed.
+        """
         local = self._local_count()
-        if mode != "full":
+        if listed is not None and listed.complete:
+            vanished = self._local_ids_not_listed(listed)
+            if vanished:
+                self._guard_deletes(len(vanished), local)
+                report.deleted += self._delete_and_repair(vanished, report, logctx)
+                local = self._local_count()
+        if mode != "full" or (listed is not None and listed.complete):
             total = self.client.count(self.spec, None)
             report.stash_count = total
             if local == total:
@@ -617,6 +660,16 @@ class EntitySync:
                 candidates.difference_update(ids)
         candidates.update(self._local_ids_not_in([], above=covered, upto=None))
         return sorted(candidates), total
+
+    def _local_ids_not_listed(self, listed: ListedIds) -> list[int]:
+        self.con.register("listed_ids", listed.table())
+        try:
+            rows = self.con.execute(
+                f"SELECT id FROM {self.spec.name} WHERE id NOT IN (SELECT id FROM listed_ids) ORDER BY id"
+            ).fetchall()
+        finally:
+            unregister(self.con, "listed_ids")
+        return [r[0] for r in rows]
 
     def _local_ids_not_in(self, ids: list[int], *, above: int | None, upto: int | None) -> list[int]:
         """Local ids in (above, upto] (open ends when None) that are not in ``ids``."""

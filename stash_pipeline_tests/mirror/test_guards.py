@@ -1,8 +1,10 @@
 """Never mass-delete on a bad answer (DESIGN §2 rule 5).
 
-After a good full sync and some real deletes in Stash, a sync that gets a bad id sweep (empty, short,
-or with duplicate ids) or that would delete more than the allowed fraction must delete NOTHING, fail
-the run and say why; the next good answer (or an explicit allow_mass_delete) applies the deletes.
+After a good full sync and some real deletes in Stash, a sync that gets a bad id listing (empty,
+short, or with duplicate ids) or that would delete more than the allowed fraction must delete
+NOTHING, fail the run and say why; the next good answer (or an explicit allow_mass_delete) applies
+the deletes.  An incremental sync lists ids with an id sweep; a full sync with its own read (and a
+sweep only if the counts disagree afterwards), so there every answer about the type is bad.
 """
 
 import pytest
@@ -15,6 +17,13 @@ from stash_pipeline_tests.mirror.test_incremental_scenarios import synced
 def sweep_query(entity_type: str) -> str:
     """The text of the first (count-selecting) request of an id sweep: the fault's ``match``."""
     return ids_query(SPECS_BY_NAME[entity_type], True)
+
+
+def listing_queries(entity_type: str, mode: str) -> str:
+    """The fault's ``match``: the sweep's first request, or for a full sync every request about the
+    type (its read is the listing)."""
+    spec = SPECS_BY_NAME[entity_type]
+    return spec.query if mode == "full" else sweep_query(entity_type)
 
 
 def failure_text(result) -> str:
@@ -52,7 +61,8 @@ def last_run_row(env, table: str) -> tuple:
 BAD_SWEEPS = [
     # (type, fault kind, fault params, sync mode, what the error must say)
     pytest.param("images", "empty_list", {}, "incremental", "first page is empty", id="empty-keyset"),
-    pytest.param("tags", "empty_list", {}, "full", "refusing to trust it", id="empty-offset-full"),
+    pytest.param("tags", "empty_list", {}, "full", "first page is empty", id="empty-offset-full"),
+    pytest.param("images", "empty_list", {}, "full", "first page is empty", id="empty-keyset-full"),
     pytest.param("tags", "truncate_list", {"keep": 5}, "incremental", "refusing to trust it", id="short"),
     pytest.param("scenes", "duplicate_items", {}, "incremental", "appears twice", id="duplicate-ids-keyset"),
     pytest.param(
@@ -68,8 +78,8 @@ def test_a_bad_sweep_deletes_nothing_and_fails_the_run(mirror_env, table, kind, 
     before = local_ids(env, table)
     victims = before[2:4]
     env.fake.mutations.destroy(singular, victims)  # real deletes: only a good sweep may apply them
-    # Every sweep answer is bad, however often the client asks (a retry must not launder it).
-    env.fake.faults.add(kind, times=50, match=sweep_query(table), **params)
+    # Every listing answer is bad, however often the client asks (a retry must not launder it).
+    env.fake.faults.add(kind, times=50, match=listing_queries(table, mode), **params)
     sync = env.full if mode == "full" else env.incremental
 
     result = sync(types=[table], raise_on_error=False)
