@@ -41,6 +41,7 @@ def fake_stash(
     from stash_pipeline.fakestash.app import FakeStash
     from stash_pipeline.fakestash.generator import LibrarySize
     from stash_pipeline.fakestash.server import serve
+    from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
 
     try:
         fake = FakeStash.generated(
@@ -55,8 +56,11 @@ def fake_stash(
     if api_key:
         click.echo("API key required (ApiKey header)")
     try:
-        while True:
-            time.sleep(3600)
+        # Building a page allocates tens of thousands of short-lived containers: collect less often
+        # (this process is the server; the library itself was frozen out of the collector).
+        with fewer_gc_pauses():
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:

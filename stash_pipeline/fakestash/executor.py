@@ -22,11 +22,13 @@ null}``.
 
 import heapq
 import itertools
+import operator
 import random
 import re
 import sys
 import threading
 import traceback
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -286,6 +288,10 @@ def _file_fingerprint(rc: RequestContext, o: Entity, args: dict[str, Any]) -> st
         if fp.get("type") == wanted:
             return fp.get("value")
     return None
+
+
+def _frozen_values(index: dict[int, list[Any]]) -> dict[int, tuple[Any, ...]]:
+    return {key: tuple(values) for key, values in index.items()}
 
 
 def _members(owner: str, key: str) -> Callable[[RequestContext, Entity, dict[str, Any]], list[int]]:
@@ -1122,6 +1128,8 @@ def sort_key(executor: "Executor", kind: str, sort: str) -> Callable[[Entity], A
         return nullable(lambda r: r["groups"][0][1] if r.get("groups") else None)
     if sort == "last_o_at":
         return nullable(lambda r: max(r.get("o_history") or (), default=None))
+    if sort in ("created_at", "updated_at"):
+        return operator.itemgetter(sort)  # NOT NULL in Stash's schema: no NULL ordering to mimic
     return nullable(lambda r: r.get(sort))
 
 
@@ -1200,6 +1208,9 @@ class Executor:
         return value
 
     def _build_index(self, name: str) -> Any:
+        """Values are tuples of ids (or of id/description pairs): once a collection has seen that
+        they hold no containers the cyclic GC stops tracking them, so caches of a million ids cost
+        no full collection anything (a list of them is walked, item by item, every time)."""
         tables = self.store.tables
         parts = name.split(":")
         if parts[0] == "members":
@@ -1215,7 +1226,7 @@ class Executor:
                         out.setdefault(target_id, []).append(row["id"])
                 else:
                     out.setdefault(value, []).append(row["id"])
-            return out
+            return _frozen_values(out)
         if parts[0] == "children":
             kind = parts[1]
             out = {}
@@ -1227,17 +1238,17 @@ class Executor:
                 for row in tables["tag"].values():
                     for parent in row.get("parent_ids") or ():
                         out.setdefault(parent, []).append(row["id"])
-            return out
+            return _frozen_values(out)
         if parts[0] == "sub_groups":
             subs: dict[int, list[tuple[int, str | None]]] = {}
             for row in tables["group"].values():
                 for parent, desc in row.get("containing") or ():
                     subs.setdefault(parent, []).append((row["id"], desc))
-            return subs
+            return _frozen_values(subs)
         if parts[0] == "sorted_values":
             kind, column = parts[1], parts[2]
             values = [row.get(column) for row in tables[kind].values()]
-            present = sorted(v for v in values if v is not None)
+            present = tuple(sorted(v for v in values if v is not None))
             return present, len(values) - len(present)
         raise KeyError(name)
 
@@ -1450,7 +1461,7 @@ class Executor:
             return sort
         raise QueryError(f"invalid sort: {sort}")
 
-    def matching_ids(self, kind: str, cf: CompiledFilter) -> list[int]:
+    def matching_ids(self, kind: str, cf: CompiledFilter) -> "array[int]":
         """Sorted ids matching the filter minus its top-level id criterion (cached per store version)."""
         hit = self.cached_matches(kind, cf)
         if hit is not None:
@@ -1466,11 +1477,11 @@ class Executor:
             rows = (table[i] for i in sorted(members))
             preds = [p for p in (pred, cf.predicate) if p is not None]
             combined = _all(preds)
-            result = [r["id"] for r in rows if combined is None or combined(r)]
+            result = array("q", (r["id"] for r in rows if combined is None or combined(r)))
         else:
             pred = cf.predicate
             assert pred is not None
-            result = [r["id"] for r in table.values() if pred(r)]
+            result = array("q", (r["id"] for r in table.values() if pred(r)))
         self._matches[key] = result
         if len(self._matches) > 16:
             self._matches.popitem(last=False)
@@ -1628,16 +1639,17 @@ class Executor:
             page_ids = ids[offset:] if limit is None else ids[offset : offset + limit]
             return [table[i] for i in page_ids], total, agg_rows
 
-        rows = [table[i] for i in ordered_ids()]
         key = sort_key(self, kind, sort)
-        if limit is not None and (offset + limit) * 16 < len(rows):
+        if limit is not None and (offset + limit) * 16 < total:
             # A few rows off the top (the "newest updated_at" probe): a top-k pass, O(n) as
             # SQLite's sorter with a LIMIT, not a full sort.  Rotated at random first, so that ties
             # still come back in no fixed order (the selection keeps the input order among ties).
-            turn = random.randrange(len(rows))
-            rows = rows[turn:] + rows[:turn]
+            ids = ordered_ids()
+            turn = random.randrange(len(ids))
+            rotated = map(table.__getitem__, itertools.chain(ids[turn:], ids[:turn]))
             top = heapq.nlargest if descending else heapq.nsmallest
-            return top(offset + limit, rows, key=key)[offset:], total, agg_rows
+            return top(offset + limit, rotated, key=key)[offset:], total, agg_rows
+        rows = [table[i] for i in ordered_ids()]
         random.shuffle(rows)  # ties under a non-unique key come back in no fixed order
         rows.sort(key=key, reverse=descending)
         page_rows = rows[offset:] if limit is None else rows[offset : offset + limit]
@@ -1682,7 +1694,7 @@ class Executor:
                 break
         return rows
 
-    def cached_matches(self, kind: str, cf: CompiledFilter) -> list[int] | None:
+    def cached_matches(self, kind: str, cf: CompiledFilter) -> "array[int] | None":
         """The matching ids if known without a scan: no condition, or already cached."""
         if cf.galleries is None and cf.predicate is None:
             return self.store.sorted_ids(kind)

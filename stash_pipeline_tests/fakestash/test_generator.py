@@ -112,7 +112,7 @@ def test_library_size_proportions_and_explicit_counts() -> None:
 
 def test_ids_are_dense_and_relations_point_at_existing_rows(lib: Store) -> None:
     for kind in ENTITY_KEYS:
-        assert lib.sorted_ids(kind) == list(range(1, len(lib.tables[kind]) + 1))
+        assert list(lib.sorted_ids(kind)) == list(range(1, len(lib.tables[kind]) + 1))
     for (owner, key), target in ID_LIST_RELATIONS.items():
         for row in lib.iter_entities(owner):
             assert len(set(row[key])) == len(row[key]), (owner, key, row["id"])
