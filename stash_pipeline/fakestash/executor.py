@@ -22,7 +22,6 @@ null}``.
 
 import heapq
 import itertools
-import operator
 import random
 import re
 import sys
@@ -1129,7 +1128,12 @@ def sort_key(executor: "Executor", kind: str, sort: str) -> Callable[[Entity], A
     if sort == "last_o_at":
         return nullable(lambda r: max(r.get("o_history") or (), default=None))
     if sort in ("created_at", "updated_at"):
-        return operator.itemgetter(sort)  # NOT NULL in Stash's schema: no NULL ordering to mimic
+        # One call per row, not two: the "newest updated_at" probe walks the whole table.
+        def timestamp(r: Entity, column: str = sort) -> Any:
+            v = r.get(column)
+            return (0, 0) if v is None else (1, v)
+
+        return timestamp
     return nullable(lambda r: r.get(sort))
 
 
