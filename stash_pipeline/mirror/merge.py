@@ -167,8 +167,14 @@ class EntityMerger:
         write_log(con, self.spec.name, log, log_rows)
 
     def _write(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str) -> None:
+        """Replace the rows: a delete by id and an append.  ``INSERT OR REPLACE`` did the same
+        through the key index and cost ten times as much (450 scattered rows of 1M images: 50-70 ms
+        against 5-7 ms), which made an incremental sync slower the larger the library."""
         con.execute(
-            f"INSERT OR REPLACE INTO {self.spec.name} ({self.column_list}) "
+            f"DELETE FROM {self.spec.name} WHERE id BETWEEN $lo AND $hi AND id IN ({ids_sql})", bounds
+        )
+        con.execute(
+            f"INSERT INTO {self.spec.name} ({self.column_list}) "
             f"SELECT {self.column_list} FROM page_entities WHERE id IN ({ids_sql})"
         )
         self._replace_links(con, bounds, ids_sql)
