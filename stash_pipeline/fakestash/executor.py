@@ -1250,10 +1250,12 @@ class Executor:
                     subs.setdefault(parent, []).append((row["id"], desc))
             return _frozen_values(subs)
         if parts[0] == "sorted_values":
+            # A column's non-null values in order, with the id of each (an index on the column).
             kind, column = parts[1], parts[2]
-            values = [row.get(column) for row in tables[kind].values()]
-            present = tuple(sorted(v for v in values if v is not None))
-            return present, len(values) - len(present)
+            table = tables[kind]
+            pairs = sorted((v, i) for i, row in table.items() if (v := row.get(column)) is not None)
+            values = tuple(v for v, _i in pairs)
+            return values, array("q", (i for _v, i in pairs)), len(table) - len(values)
         raise KeyError(name)
 
     # ------------------------------------------------------------------ entry point
@@ -1485,7 +1487,8 @@ class Executor:
         else:
             pred = cf.predicate
             assert pred is not None
-            result = array("q", (r["id"] for r in table.values() if pred(r)))
+            found = self.ts_ids(kind, cf.sole_ts) if cf.sole_ts is not None else None
+            result = found if found is not None else array("q", (r["id"] for r in table.values() if pred(r)))
         self._matches[key] = result
         if len(self._matches) > 16:
             self._matches.popitem(last=False)
@@ -1522,7 +1525,7 @@ class Executor:
     def ts_count(self, kind: str, sole: tuple[str, str, Any, Any]) -> int:
         """Count of a lone timestamp criterion by bisecting the sorted column (no row scan)."""
         column, mod, lo, hi = sole
-        values, nulls = self.index(f"sorted_values:{kind}:{column}")
+        values, _ids, nulls = self.index(f"sorted_values:{kind}:{column}")
         n = len(values)
         if mod == "IS_NULL":
             return nulls
@@ -1545,6 +1548,26 @@ class Executor:
             return n if lo is NUM else n - (bisect_right(values, lo) - bisect_left(values, lo))
         between = max(0, n_ge(lo) + n_le(hi) - n)
         return between if mod == "BETWEEN" else n - between
+
+    def ts_ids(self, kind: str, sole: tuple[str, str, Any, Any]) -> "array[int] | None":
+        """Sorted ids of a lone timestamp criterion that selects one range of the sorted column
+        (an incremental read's ``updated_at >``), from the column's index: no row scan, so such
+        a read costs the same in a library of 1M rows as of 1,000.  ``None``: scan instead."""
+        column, mod, lo, hi = sole
+        if lo is NUM or hi is NUM:
+            return None
+        values, ids, _nulls = self.index(f"sorted_values:{kind}:{column}")
+        if mod == "GREATER_THAN":
+            start, stop = bisect_right(values, lo), len(values)
+        elif mod == "LESS_THAN":
+            start, stop = 0, bisect_left(values, lo)
+        elif mod == "EQUALS":
+            start, stop = bisect_left(values, lo), bisect_right(values, lo)
+        elif mod == "BETWEEN":
+            start, stop = bisect_left(values, lo), bisect_right(values, hi)
+        else:
+            return None
+        return array("q", sorted(ids[start:stop])) if stop > start else array("q")
 
     def select(
         self,
