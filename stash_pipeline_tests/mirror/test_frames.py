@@ -95,6 +95,24 @@ def test_null_list_elements_are_dropped_on_every_path(pages):
         assert stored == [["https://x.example/a"]]
 
 
+def test_a_target_listed_twice_is_linked_once_on_every_path(pages):
+    """``tags: [5, 5, 7]`` (a bad JOIN on the server) stores the links (scene, 5) and (scene, 7)."""
+    spec = SPECS_BY_NAME["scenes"]
+    rows = copy.deepcopy(pages["scenes"][:10])
+    rows[4]["tags"] = [{"id": "5"}, {"id": "5"}, {"id": "7"}]
+    owner = int(rows[4]["id"])
+    arrow = pa.array(rows, type=arrow_type(spec))
+    key = relation_key(next(rel for rel in spec.relations if rel.field == "tags"))
+    for page in (
+        PageShaper(spec)._shape_arrow(arrow, SYNCED_AT),
+        PageShaper(spec)._build_columnar(rows, SYNCED_AT),
+        PageShaper(spec)._shape_row_by_row(rows, SYNCED_AT),
+    ):
+        links = page.links[key]
+        assert sorted(links.filter(links["scene_id"] == owner)["tag_id"].to_list()) == [5, 7]
+        assert not links.is_duplicated().any()
+
+
 def _shape_with(pages, type_name: str, change) -> tuple[PageShaper, list[dict], object]:
     shaper = PageShaper(SPECS_BY_NAME[type_name])
     rows = copy.deepcopy(pages[type_name][:50])
