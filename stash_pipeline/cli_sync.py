@@ -109,7 +109,9 @@ def _run(verbose: bool = False, **kwargs) -> int:
 def register(main: click.Group) -> None:
     @main.command("sync")
     @click.option(
-        "--full", is_flag=True, help="Full sync: every entity, then a verified sweep for deletions."
+        "--full",
+        is_flag=True,
+        help="Full sync: every entity; local ids the verified read did not list are deleted.",
     )
     @click.option(
         "--since", default=None, help="Incremental from this Stash timestamp or date instead of the cursor."
