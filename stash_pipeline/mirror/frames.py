@@ -210,8 +210,8 @@ class PageShaper:
         # A relation's lists have the type the client decodes them with (one definition).
         decoded = entity_type(spec)
         self.link_types = {relation_key(rel): decoded.field(rel.field).type for rel in spec.relations}
-        # Values Arrow converts without complaint but wrongly (checked before the fast path).
-        self.list_columns = [c.name for c in spec.columns if c.path is None and c.kind == "str_list"]
+        # String lists: checked for values Arrow converts without complaint but wrongly (before the
+        # fast path), and for null elements (after it).
         self.string_lists = [c.name for c in spec.columns if c.kind == "str_list"]
         self.element_ints = {
             rel.field: [key for _c, key, kind in rel.extra if kind == "int"]
@@ -333,7 +333,7 @@ class PageShaper:
         would become a, b, c) and a fraction in a link's integer extra (2.5 would become 2).  The
         row-by-row path then normalises the first ("x" → ["x"]) and fails the row for the second.
         (Scalar columns go through Polars' strict constructor, which refuses both.)"""
-        for name in self.list_columns:
+        for name in self.string_lists:
             if str in {type(r.get(name)) for r in rows}:
                 raise ValueError(f"field {name}: a string where a list is due")
         for field_name, keys in self.element_ints.items():

@@ -289,8 +289,8 @@ class ListedIds:
         elif failed:
             self._chunks.append(pa.array(failed, pa.int64()))
 
-    def table(self) -> pa.Table:
-        return pa.table({"id": pa.chunked_array(self._chunks, pa.int64())})
+    def ids(self) -> pa.ChunkedArray:
+        return pa.chunked_array(self._chunks, pa.int64())
 
 
 class EntitySync:
@@ -536,13 +536,14 @@ class EntitySync:
         only when the counts then disagree (or without such a listing) is an id sweep needed.
         """
         local = self._local_count()
-        if listed is not None and listed.complete:
-            vanished = self._local_ids_not_listed(listed)
+        listing = listed if listed is not None and listed.complete else None
+        if listing is not None:
+            vanished = self._local_ids_not_in(listing.ids(), above=None, upto=None)
             if vanished:
                 self._guard_deletes(len(vanished), local)
                 report.deleted += self._delete_and_repair(vanished, report, logctx)
                 local = self._local_count()
-        if mode != "full" or (listed is not None and listed.complete):
+        if mode != "full" or listing is not None:
             total = self.client.count(self.spec, None)
             report.stash_count = total
             if local == total:
@@ -661,17 +662,9 @@ class EntitySync:
         candidates.update(self._local_ids_not_in([], above=covered, upto=None))
         return sorted(candidates), total
 
-    def _local_ids_not_listed(self, listed: ListedIds) -> list[int]:
-        self.con.register("listed_ids", listed.table())
-        try:
-            rows = self.con.execute(
-                f"SELECT id FROM {self.spec.name} WHERE id NOT IN (SELECT id FROM listed_ids) ORDER BY id"
-            ).fetchall()
-        finally:
-            unregister(self.con, "listed_ids")
-        return [r[0] for r in rows]
-
-    def _local_ids_not_in(self, ids: list[int], *, above: int | None, upto: int | None) -> list[int]:
+    def _local_ids_not_in(
+        self, ids: list[int] | pa.ChunkedArray, *, above: int | None, upto: int | None
+    ) -> list[int]:
         """Local ids in (above, upto] (open ends when None) that are not in ``ids``."""
         import polars as pl
 
