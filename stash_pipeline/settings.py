@@ -76,7 +76,8 @@ class Settings:
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
     duckdb_memory_limit: str = "256MB"
-    merge_rows: int = 20_000
+    merge_rows: int = 20_480  # a sixth of a DuckDB row group (mirror.sync.SyncOptions)
+    commit_rows: int = 122_880  # a DuckDB row group
     sensor_interval_seconds: int = 300
     full_sync_cron: str = "0 3 * * *"
     incremental_cron: str = "*/30 * * * *"
@@ -151,6 +152,7 @@ class Settings:
             max_delete_fraction=number("STASH_MAX_DELETE_FRACTION", cls.max_delete_fraction, float, 0, 1),
             duckdb_memory_limit=get("STASH_DUCKDB_MEMORY_LIMIT") or cls.duckdb_memory_limit,
             merge_rows=number("STASH_MERGE_ROWS", cls.merge_rows, int, 1),
+            commit_rows=number("STASH_COMMIT_ROWS", cls.commit_rows, int, 1),
             sensor_interval_seconds=number("STASH_SENSOR_INTERVAL", cls.sensor_interval_seconds, int, 10),
             full_sync_cron=get("STASH_FULL_SYNC_CRON") or cls.full_sync_cron,
             incremental_cron=get("STASH_INCREMENTAL_CRON") or cls.incremental_cron,

@@ -52,6 +52,7 @@ def sync_options(settings: Settings, config: SyncConfig) -> SyncOptions:
         max_delete_fraction=settings.max_delete_fraction,
         allow_mass_delete=config.allow_mass_delete,
         merge_rows=settings.merge_rows,
+        commit_rows=settings.commit_rows,
     )
 
 

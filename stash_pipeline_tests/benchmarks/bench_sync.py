@@ -12,6 +12,10 @@ Every party runs in its own process, so that no two share a GIL and each peak RS
 - the floor: ``StashClient.iter_pages`` over every type, the pages decoded as the client decodes
   them (into Arrow, the next page asked for while one is decoded) and discarded, same page size:
   what a sync cannot beat, with the sync's own client;
+- the same floor once more while a spin loop (``while True: pass``, its own process) keeps the other
+  core busy: a reference, not a goal.  On a two-core machine the fake takes one core and the client
+  much of the other; anything more, even a loop touching no memory, slows the fake itself, and the
+  sync has its own shaping and merging to run beside them;
 - the bare engine: ``mirror.sync.EntitySync`` for each spec in order on a fresh DuckDB file (what the
   sync itself costs, without Dagster), instrumented per phase (shape / merge / id sweep);
 - the CLI: ``stash-pipeline sync --full`` with its own DAGSTER_HOME and database (Dagster's import
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +286,19 @@ def _child(kind: str, cfg: dict[str, Any]) -> Proc:
     return _run([sys.executable, "-m", THIS, "--child", kind, json.dumps(cfg)])
 
 
+@contextlib.contextmanager
+def _spin_loop() -> Iterator[None]:
+    """A process that only burns CPU (no memory traffic, no I/O) for the duration of the block: what
+    the floor becomes when anything else at all needs a core beside the fake and the client, as the
+    sync's own shaping and merging do."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def _cli_command() -> list[str]:
     script = Path(sys.executable).with_name("stash-pipeline")
     return [str(script)] if script.exists() else [sys.executable, "-m", "stash_pipeline.cli"]
@@ -393,6 +411,7 @@ class ScaleResult:
     fake_startup_s: float = 0.0
     fake_maxrss_mb: float | None = None
     floor: Proc | None = None
+    floor_contended: Proc | None = None  # the floor with a spin loop on the other core
     engine_full: Proc | None = None
     cli_full: Proc | None = None
     cli_events_full: dict[str, Any] = field(default_factory=dict)
@@ -492,6 +511,10 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
         log(f"floor: download and parse every page (best of {args.repeat})")
         res.floor = _best(res, "floor", [_child("floor", base) for _ in range(args.repeat)])
         log(f"floor {res.floor.result['seconds']:.1f}s")
+        log("floor again, with a spin loop busy on the other core (for reference, not a goal)")
+        with _spin_loop():
+            res.floor_contended = _child("floor", base)
+        log(f"contended floor {res.floor_contended.result['seconds']:.1f}s")
         engine_db = workdir / f"engine-{scale}.duckdb"
         log(f"bare engine: full sync (best of {args.repeat}, each on a fresh file)")
         fulls = []
@@ -600,6 +623,19 @@ def rows_for(res: ScaleResult) -> list[Row]:
     if res.floor:
         rows.append(Row(f"[{tag}] floor: download + parse all pages", n, floor_s, res.floor.maxrss_mb))
         rows[-1].cpu = res.floor.cpu_s
+    if res.floor_contended and floor_s:
+        fc = res.floor_contended
+        fc_s = fc.result["seconds"]
+        rows.append(
+            Row(
+                f"[{tag}]   the same, a spin loop busy on the other core (reference)",
+                n,
+                fc_s,
+                fc.maxrss_mb,
+                f"{fc_s / floor_s:.2f}x floor",
+                cpu=fc.cpu_s,
+            )
+        )
     if res.engine_full:
         e = res.engine_full
         ratio = e.result["seconds"] / floor_s if floor_s else None
@@ -927,6 +963,7 @@ def to_json(res: ScaleResult) -> dict[str, Any]:
         "fake_startup_s": res.fake_startup_s,
         "fake_maxrss_mb": res.fake_maxrss_mb,
         "floor": proc(res.floor),
+        "floor_contended": proc(res.floor_contended),
         "engine_full": proc(res.engine_full),
         "cli_full": proc(res.cli_full),
         "cli_events_full": res.cli_events_full,

@@ -1,5 +1,5 @@
-"""How pages become batches (``mirror.sync.shaped_batches``): joined up to ``merge_rows`` when they
-come fast, handed over alone when the next one is slow to come, and the reads told to stop the
+"""How pages become batches (``mirror.sync.shaped_batches``): joined and cut into ``merge_rows`` rows
+when they come fast, handed over alone when the next one is slow to come, and the reads told to stop the
 moment the merger stops taking batches."""
 
 import threading
@@ -27,6 +27,18 @@ def test_fast_pages_are_joined_up_to_merge_rows() -> None:
     assert [batch.rows for batch in batches] == [300, 300, 300, 100]
     joined = [int(row["id"]) for batch in batches for row in batch.shaped]
     assert joined == [n * 1000 + i for n in range(10) for i in range(100)]
+
+
+def test_pages_are_cut_into_batches_of_exactly_merge_rows() -> None:
+    """Pages of 250 rows into batches of 300: every batch but the last holds exactly 300 rows (so
+    six of them fill one DuckDB row group), no row is lost or repeated, and each page is counted
+    once, in the batch its first row went to."""
+    batches = list(_batches(lambda _keep_going: iter([_page(n, rows=250) for n in range(7)])))
+    assert [batch.rows for batch in batches] == [300, 300, 300, 300, 300, 250]
+    assert [len(batch.shaped) for batch in batches] == [batch.rows for batch in batches]
+    assert [batch.pages for batch in batches] == [2, 1, 1, 1, 1, 1]
+    joined = [int(row["id"]) for batch in batches for row in batch.shaped]
+    assert joined == [n * 1000 + i for n in range(7) for i in range(250)]
 
 
 def test_a_page_not_followed_soon_is_handed_over_alone() -> None:

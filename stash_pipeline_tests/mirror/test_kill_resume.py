@@ -49,8 +49,13 @@ def duplicate_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def test_sigkill_mid_images_then_the_rerun_resumes(tmp_path, make_fake_server):
     fake = FakeStash.generated(SIZE, seed=3)
-    # One page per transaction (as before merge batching), so the kill point is exact in pages.
-    env = CliEnv(fake, make_fake_server(fake), tmp_path, extra_env={"STASH_MERGE_ROWS": "100"})
+    # One page per batch and per transaction, so the kill point is exact in pages.
+    env = CliEnv(
+        fake,
+        make_fake_server(fake),
+        tmp_path,
+        extra_env={"STASH_MERGE_ROWS": "100", "STASH_COMMIT_ROWS": "100"},
+    )
     images_page = page_query(SPECS_BY_NAME["images"], False)
     fake.faults.add("slow", match=images_page, after=HELD_PAGE - 2, seconds=60)
 
