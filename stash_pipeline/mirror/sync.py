@@ -425,12 +425,14 @@ class EntitySync:
             report.local_count = report.stash_count
             return
         # A paged read is no snapshot: a row edited after its page was read would be missed.
-        # Note the newest updated_at now; after the pages, re-read whatever changed since.
-        catch_up_from = (
-            self.client.latest_updated_at(self.spec)
-            if mode in ("full", "incremental") and changed_count > self.options.page_size
-            else None
-        )
+        # Note the newest updated_at now; after the pages, re-read whatever changed since.  The
+        # newest row is among the read's own rows, so the server sorts only those (an incremental
+        # read's few, not the whole table); if they all vanished since the count, re-read them all.
+        catch_up_from = None
+        if mode in ("full", "incremental") and changed_count > self.options.page_size:
+            catch_up_from = self.client.latest_updated_at(self.spec, type_filter) or (
+                criterion["value"] if criterion else None
+            )
         resume_key = f"{mode}|{criterion}"
         after_id = None
         if self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:

@@ -619,13 +619,14 @@ class StashClient:
             alias: self._int(self._result(data, alias, "CountProbes").get("count"), alias) for alias in probes
         }
 
-    def latest_updated_at(self, spec: EntitySpec) -> str | None:
-        """The newest ``updated_at`` string of a type, verbatim (``None`` when it has no rows).
+    def latest_updated_at(self, spec: EntitySpec, filter: Filter = None) -> str | None:
+        """The newest ``updated_at`` string of the rows of a type matching ``filter``, verbatim
+        (``None`` when none match).
 
         Noted before a long paged read, it bounds a catch-up pass for rows edited behind the read.
         """
         document = queries.latest_updated_at_query(spec)
-        data = self.execute(document)
+        data = self.execute(document, {"filter": dict(filter) if filter else None})
         items = self._items(self._result(data, spec.query, document), spec, document)
         if not items:
             return None

@@ -91,15 +91,19 @@ def tail_probe_query(spec: EntitySpec) -> str:
 
 @cache
 def latest_updated_at_query(spec: EntitySpec) -> str:
-    """The newest ``updated_at`` of a type: one row sorted by ``updated_at`` DESC.
+    """The newest ``updated_at`` of the rows matching ``$filter``: one row sorted by ``updated_at``
+    DESC.
 
     The one document not sorted by id, on purpose: it reads a single value, not a page, so the
     unstable tie order of ``updated_at`` (STASH_API §2) cannot matter.  Stash sorts the stored TEXT,
-    so this is the largest string, the same order the incremental cursor uses.
+    so this is the largest string, the same order the incremental cursor uses.  An incremental read
+    passes its own ``updated_at`` criterion: the newest row is among its rows, and the server sorts
+    those, not the whole table.
     """
     return (
-        f"query {_title(spec)}LatestUpdatedAt {{ "
-        f'{spec.query}(filter: {{page: 1, per_page: 1, sort: "updated_at", direction: DESC}}) {{ '
+        f"query {_title(spec)}LatestUpdatedAt($filter: {spec.filter_type}) {{ "
+        f"{spec.query}({spec.filter_arg}: $filter, "
+        f'filter: {{page: 1, per_page: 1, sort: "updated_at", direction: DESC}}) {{ '
         f"{spec.result_key} {{ id updated_at }} }} }}"
     )
 

@@ -301,6 +301,12 @@ def test_latest_updated_at(spec: EntitySpec, small_fake: FakeStash, client: Stas
     edit = {"tag": {"description": "x"}, "group": {"synopsis": "x"}}.get(spec.singular, {"details": "x"})
     small_fake.mutations.update(spec.singular, min(r["id"] for r in rows), **edit)
     assert client.latest_updated_at(spec) == small_fake.clock.stamp()
+    # Restricted to an incremental read's rows: the same newest value, and nothing past the newest.
+    values = sorted({r["updated_at"] for r in rows})
+    since = {"updated_at": {"modifier": "GREATER_THAN", "value": values[(len(values) - 1) // 2]}}
+    assert client.latest_updated_at(spec, since) == small_fake.clock.stamp()
+    later = {"updated_at": {"modifier": "GREATER_THAN", "value": small_fake.clock.stamp()}}
+    assert client.latest_updated_at(spec, later) is None
 
 
 def test_latest_updated_at_of_an_empty_type(
