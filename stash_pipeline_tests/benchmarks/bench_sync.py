@@ -25,8 +25,8 @@ Then 1,000 entities (mostly scenes and images) are changed through the fake's ``
 endpoint and both the engine and the CLI run an incremental sync of them.
 
 The floor, the engine's full sync and its incremental sync run ``--repeat`` times each (default 3;
-the incremental from a copy of the same synced file each time) and the fastest run of each is
-compared: on two shared, noisy cores a single run varied by half from one try to the next, and the
+the floor and the full sync alternated, so that a machine slowing down for a while slows both; the
+incremental from a copy of the same synced file each time) and the fastest run of each is compared: on two shared, noisy cores a single run varied by half from one try to the next, and the
 minimum is the least disturbed measure of both sides alike.  Every run's time is printed.
 
 Goals (issue "make bench"): full sync <= 1.5x the floor; peak RSS at the large scale <= 1.5x the
@@ -508,17 +508,14 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
             "prefetch": args.prefetch,
             "memory_limit": args.memory_limit,
         }
-        log(f"floor: download and parse every page (best of {args.repeat})")
-        res.floor = _best(res, "floor", [_child("floor", base) for _ in range(args.repeat)])
-        log(f"floor {res.floor.result['seconds']:.1f}s")
-        log("floor again, with a spin loop busy on the other core (for reference, not a goal)")
-        with _spin_loop():
-            res.floor_contended = _child("floor", base)
-        log(f"contended floor {res.floor_contended.result['seconds']:.1f}s")
         engine_db = workdir / f"engine-{scale}.duckdb"
-        log(f"bare engine: full sync (best of {args.repeat}, each on a fresh file)")
-        fulls = []
-        for _ in range(args.repeat):
+        log(
+            f"floor (download and parse every page) and bare-engine full sync (on a fresh file), "
+            f"alternated, best of {args.repeat} each"
+        )
+        floors, fulls = [], []
+        for _ in range(args.repeat):  # alternated: a machine that slows down slows both alike
+            floors.append(_child("floor", base))
             engine_db.unlink(missing_ok=True)
             fulls.append(
                 _child(
@@ -532,7 +529,13 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
                     },
                 )
             )
+        res.floor = _best(res, "floor", floors)
         res.engine_full = _best(res, "engine_full", fulls)
+        log(f"floor {res.floor.result['seconds']:.1f}s")
+        log("floor again, with a spin loop busy on the other core (for reference, not a goal)")
+        with _spin_loop():
+            res.floor_contended = _child("floor", base)
+        log(f"contended floor {res.floor_contended.result['seconds']:.1f}s")
         log(f"engine full {res.engine_full.result['seconds']:.1f}s, {res.engine_full.maxrss_mb:,.0f} MB")
         if not args.skip_derived:
             log("derived tables")
