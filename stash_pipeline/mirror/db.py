@@ -60,9 +60,11 @@ class GroupCommit:
         self.opened_at = 0.0
 
     @contextlib.contextmanager
-    def writing(self, rows: int) -> Iterator[None]:
+    def writing(self, rows: int, rows_to_come: int) -> Iterator[None]:
         """Merge one batch of ``rows`` rows inside the transaction (begun if need be); commit after
-        it when the transaction is due."""
+        it when the transaction is due, or when the ``rows_to_come`` the read still expects cannot
+        fill it: then holding it would only put the work of its commit after the read's end, where
+        nothing overlaps it (each batch is committed on its own, as it was before)."""
         if not self.is_open:
             self.con.begin()
             self.is_open = True
@@ -72,7 +74,11 @@ class GroupCommit:
         yield
         self.dirty = False
         self.rows += rows
-        if self.rows >= self.limit_rows or time.monotonic() - self.opened_at >= self.limit_seconds:
+        if (
+            self.rows + rows_to_come < self.limit_rows
+            or self.rows >= self.limit_rows
+            or time.monotonic() - self.opened_at >= self.limit_seconds
+        ):
             self.commit()
 
     def commit(self) -> None:

@@ -72,7 +72,7 @@ class SyncOptions:
     merge_rows: int = ROW_GROUP_ROWS // 6
     flush_seconds: float = 0.5
     # Batches share one transaction until it holds this many rows (or has been open
-    # ``commit_seconds``).  A whole row group per commit is written compressed, straight to the
+    # ``commit_seconds``; a read too short to fill one commits batch by batch).  A whole row group per commit is written compressed, straight to the
     # file; 20,000 rows a commit went through the write-ahead log and were compressed again at each
     # checkpoint: DuckDB's part of a full sync of 1M images took 4.0 s instead of 2.8 s.
     commit_rows: int = ROW_GROUP_ROWS
@@ -491,14 +491,17 @@ class EntitySync:
                 before_commit=save_position,
                 after_commit=count_committed,
             )
+            # Rows the main read still expects (a catch-up read expects few).
+            expected = changed_count if pass_filter is type_filter else 0
             with contextlib.closing(batches), txn:
                 for batch in batches:
+                    expected -= batch.rows
                     if self.should_stop():
                         txn.commit()
                         raise SyncCancelled(
                             f"{self.spec.name}: stopped after {report.pages} pages; the next run resumes"
                         )
-                    with txn.writing(batch.rows):
+                    with txn.writing(batch.rows, max(0, expected)):
                         outcome = self.merger.merge(self.con, batch.shaped, logctx)
                         merged.append(self._note_merged(batch, outcome, listed, touched_galleries))
                         pending_cursor = max_text(pending_cursor, batch.shaped.max_updated_at)

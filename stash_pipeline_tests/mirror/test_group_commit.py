@@ -116,3 +116,27 @@ def test_transactions_hold_commit_rows(fake, client, tmp_path: Path) -> None:
     ids = _image_ids(fake)
     commits = [ids[n - 1] for n in range(3 * PAGE, len(ids) + 1, 3 * PAGE)]
     assert seen[: len(commits)] == commits
+
+
+def test_a_read_too_short_to_fill_a_transaction_commits_batch_by_batch(fake, client, tmp_path: Path) -> None:
+    """1,500 images never fill a 10,000-row transaction: holding one open would only move its
+    commit past the end of the read, so each batch is committed on its own, as when a batch was
+    a transaction."""
+    ids = _image_ids(fake)
+    options = SyncOptions(page_size=PAGE, merge_rows=PAGE, commit_rows=10_000, commit_seconds=3600)
+    with duckdb.connect(str(tmp_path / "mirror.duckdb")) as con:
+        sync = EntitySync(IMAGES, client, con, options)
+        merge = sync.merger.merge
+        merged: list[int] = []
+
+        def merge_then_fail_the_fifth(*args, **kwargs):
+            outcome = merge(*args, **kwargs)
+            merged.append(len(outcome.created))
+            if len(merged) == 5:
+                raise KeyboardInterrupt
+            return outcome
+
+        sync.merger.merge = merge_then_fail_the_fifth
+        with pytest.raises(KeyboardInterrupt):
+            sync.run(SyncRequest("images", "full", "run-1"))
+        assert _mirror(con) == (4 * PAGE, 4 * PAGE, ids[4 * PAGE - 1], "cancelled")
