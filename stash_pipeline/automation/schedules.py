@@ -35,7 +35,9 @@ def build_schedules(
         cron_schedule=settings.full_sync_cron,
         execution_timezone=settings.schedule_timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Full reconciliation: every entity; local ids the verified read did not list are deleted.",
+        description=(
+            "Full reconciliation: every entity; local ids the verified read did not list are deleted."
+        ),
     )
     def nightly_full_sync() -> dg.RunRequest:
         return _all_types_request(partitions, "full")

@@ -71,10 +71,11 @@ class SyncOptions:
     # ``flush_seconds`` (see ``shaped_batches``): a sixth of a DuckDB row group.
     merge_rows: int = ROW_GROUP_ROWS // 6
     flush_seconds: float = 0.5
-    # Batches share one transaction until it holds this many rows (or has been open
-    # ``commit_seconds``; a read too short to fill one commits batch by batch).  A whole row group per commit is written compressed, straight to the
-    # file; 20,000 rows a commit went through the write-ahead log and were compressed again at each
-    # checkpoint: DuckDB's part of a full sync of 1M images took 4.0 s instead of 2.8 s.
+    # Batches share one transaction until it holds this many rows, or has been open
+    # ``commit_seconds`` (a read too short to fill one commits batch by batch).  A whole row group
+    # per commit is written compressed, straight to the file; 20,000 rows a commit went through the
+    # write-ahead log and were compressed again at each checkpoint: DuckDB's part of a full sync of
+    # 1M images took 4.0 s instead of 2.8 s.
     commit_rows: int = ROW_GROUP_ROWS
     commit_seconds: float = 2.0
 

@@ -26,8 +26,9 @@ endpoint and both the engine and the CLI run an incremental sync of them.
 
 The floor, the engine's full sync and its incremental sync run ``--repeat`` times each (default 3;
 the floor and the full sync alternated, so that a machine slowing down for a while slows both; the
-incremental from a copy of the same synced file each time) and the fastest run of each is compared: on two shared, noisy cores a single run varied by half from one try to the next, and the
-minimum is the least disturbed measure of both sides alike.  Every run's time is printed.
+incremental from a copy of the same synced file each time) and the fastest run of each is compared:
+on two shared, noisy cores a single run varied by half from one try to the next, and the minimum
+is the least disturbed measure of both sides alike.  Every run's time is printed.
 
 Goals (issue "make bench"): full sync <= 1.5x the floor; peak RSS at the large scale <= 1.5x the
 peak at the default scale (with ``--scale large`` the default scale is run first as the reference);
