@@ -75,7 +75,7 @@ class Settings:
     overlap_seconds: int = 3600
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
-    duckdb_memory_limit: str = "256MB"
+    duckdb_memory_limit: str = "128MB"
     merge_rows: int = 20_480  # a sixth of a DuckDB row group (mirror.sync.SyncOptions)
     commit_rows: int = 122_880  # a DuckDB row group
     sensor_interval_seconds: int = 300

@@ -92,7 +92,7 @@ def child_floor(cfg: dict[str, Any]) -> None:
     # The same collector setting as the sync's (mirror.gc_pauses): the floor is the best read.
     with fewer_gc_pauses(), StashClient(cfg["url"], page_size=cfg["page_size"], timeout=600) as client:
         client.health()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for spec in ENTITY_SPECS:
             t0 = time.perf_counter()
             rows = pages = 0
@@ -101,8 +101,9 @@ def child_floor(cfg: dict[str, Any]) -> None:
                 pages += 1
             types[spec.name] = {"rows": rows, "pages": pages, "seconds": time.perf_counter() - t0}
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         requests = client.requests_sent
-    _emit({"seconds": seconds, "types": types, "requests": requests})
+    _emit({"seconds": seconds, "cpu_seconds": cpu, "types": types, "requests": requests})
 
 
 class _Timer:
@@ -154,7 +155,7 @@ def child_engine(cfg: dict[str, Any]) -> None:
         profiler = cProfile.Profile()
     options = SyncOptions(page_size=cfg["page_size"], prefetch=cfg["prefetch"])
     types: dict[str, Any] = {}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     from stash_pipeline.mirror.db import writer_config
 
     con = duckdb.connect(cfg["db"], config=writer_config(cfg["memory_limit"]))
@@ -202,11 +203,13 @@ def child_engine(cfg: dict[str, Any]) -> None:
     t0 = time.perf_counter()
     con.close()
     close_seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu_started
     if profiler:
         profiler.dump_stats(cfg["profile"])
     _emit(
         {
             "seconds": sync_seconds + close_seconds,
+            "cpu_seconds": cpu,
             "close_seconds": close_seconds,
             "types": types,
             "requests": requests,
@@ -254,6 +257,7 @@ class Proc:
     seconds: float
     maxrss_mb: float
     cpu_s: float = 0.0  # user + system CPU of the child: less sensitive than wall time to a busy machine
+    server_cpu_s: float | None = None  # the fake's CPU while the child ran (the server work it caused)
     stdout: str = ""
     stderr: str = ""
 
@@ -329,6 +333,24 @@ class FakeServer:
             raise RuntimeError("the fake Stash did not start")
         self.startup_seconds = time.perf_counter() - started
         self.maxrss_mb: float | None = None
+
+    def cpu_seconds(self) -> float | None:
+        """The fake's user + system CPU so far (Linux ``/proc``; None elsewhere)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def charged(self, kind: str, cfg: dict[str, Any]) -> Proc:
+        """``_child(kind, cfg)``, with the fake's CPU during the run noted on the result."""
+        before = self.cpu_seconds()
+        proc = _child(kind, cfg)
+        after = self.cpu_seconds()
+        if before is not None and after is not None:
+            proc.server_cpu_s = after - before
+        return proc
 
     def control(self, body: dict[str, Any]) -> Any:
         import httpx
@@ -516,10 +538,10 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
         )
         floors, fulls = [], []
         for _ in range(args.repeat):  # alternated: a machine that slows down slows both alike
-            floors.append(_child("floor", base))
+            floors.append(fake.charged("floor", base))
             engine_db.unlink(missing_ok=True)
             fulls.append(
-                _child(
+                fake.charged(
                     "engine",
                     {
                         **base,
@@ -535,7 +557,7 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
         log(f"floor {res.floor.result['seconds']:.1f}s")
         log("floor again, with a spin loop busy on the other core (for reference, not a goal)")
         with _spin_loop():
-            res.floor_contended = _child("floor", base)
+            res.floor_contended = fake.charged("floor", base)
         log(f"contended floor {res.floor_contended.result['seconds']:.1f}s")
         log(f"engine full {res.engine_full.result['seconds']:.1f}s, {res.engine_full.maxrss_mb:,.0f} MB")
         if not args.skip_derived:
@@ -655,6 +677,7 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 cpu=e.cpu_s,
             )
         )
+    rows += _cpu_rows(res, tag)
     if res.cli_full:
         c = res.cli_full
         steps = sum(v for k, v in res.cli_events_full.get("steps", {}).items() if k in _ENTITY_NAMES)
@@ -748,6 +771,35 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 )
             )
     return rows
+
+
+def _cpu_rows(res: ScaleResult, tag: str) -> list[Row]:
+    """Where the engine's time goes on this machine, from CPU seconds: the fake's work in the floor
+    and in the engine's run (the same requests), and the shortest wall time the engine's run could
+    have on this many cores if nothing slowed the fake and every part overlapped perfectly."""
+    floor, engine = res.floor, res.engine_full
+    if not (floor and engine and floor.server_cpu_s and engine.server_cpu_s is not None):
+        return []
+    floor_s = floor.result["seconds"]
+    cores = os.cpu_count() or 1
+    # The CPU of the timed part (the child's own CPU also counts its imports).
+    bound = max(floor_s, (floor.server_cpu_s + engine.result["cpu_seconds"]) / cores)
+    return [
+        Row(
+            f"[{tag}]   the fake's CPU: {floor.server_cpu_s:.2f} s in the floor, "
+            f"{engine.server_cpu_s:.2f} s in this run",
+            None,
+            engine.server_cpu_s,
+            ratio=f"{engine.server_cpu_s / floor.server_cpu_s:.2f}x floor's",
+        ),
+        Row(
+            f"[{tag}]   best possible on {cores} cores: (fake's floor CPU + engine's "
+            f"{engine.result['cpu_seconds']:.2f} s CPU) / {cores}",
+            None,
+            bound,
+            ratio=f"{bound / floor_s:.2f}x floor",
+        ),
+    ]
 
 
 _ENTITY_NAMES = ("studios", "tags", "performers", "groups", "galleries", "scenes", "images")
