@@ -1,6 +1,7 @@
 """How pages become batches (``mirror.sync.shaped_batches``): joined and cut into ``merge_rows`` rows
-when they come fast, handed over alone when the next one is slow to come, and the reads told to stop the
-moment the merger stops taking batches."""
+when they come fast, handed over alone when the next one is slow to come, never mixed across reads, the
+next read started while the last one's batches are still merging, and the reads told to stop the moment
+the merger stops taking batches."""
 
 import threading
 from collections.abc import Callable, Iterator
@@ -16,9 +17,12 @@ def _page(number: int, rows: int = 100) -> Page:
     return Page([{"id": str(number * 1000 + i)} for i in range(rows)], number)
 
 
-def _batches(read: Callable[[Callable[[], bool]], Iterator[Page]], **options: Any) -> Iterator[Any]:
+Read = Callable[[Callable[[], bool]], Iterator[Page]]
+
+
+def _batches(*reads: Read, **options: Any) -> Iterator[Any]:
     settings = {"background": True, "join_rows": 300, "flush_seconds": WAIT, **options}
-    return shaped_batches(read, lambda rows: rows, **settings)
+    return shaped_batches(reads, lambda rows: rows, **settings)
 
 
 def test_fast_pages_are_joined_up_to_merge_rows() -> None:
@@ -76,3 +80,37 @@ def test_closing_the_batches_stops_the_reads_at_once() -> None:
     batches.close()  # what the sync does when it stops: the reads are told, not left running
     assert asked[0]() is False  # the client checks this before every request it sends
     assert finished.wait(WAIT)
+
+
+def test_batches_never_mix_reads_and_say_which_read_they_come_from() -> None:
+    main = [_page(n) for n in range(4)]  # 400 rows: one batch of 300, then the last 100 alone
+    catch_up = [_page(n) for n in range(10, 12)]
+    for background in (True, False):
+        batches = list(_batches(lambda _k: iter(main), lambda _k: iter(catch_up), background=background))
+        by_read = [(batch.read, [int(row["id"]) for row in batch.shaped]) for batch in batches]
+        main_ids = [int(row["id"]) for page in main for row in page.rows]
+        catch_up_ids = [int(row["id"]) for page in catch_up for row in page.rows]
+        assert [ids for read, ids in by_read if read == 0] == (
+            [main_ids[:300], main_ids[300:]]
+            if background
+            else [main_ids[i : i + 100] for i in range(0, 400, 100)]
+        )
+        assert [ids for read, ids in by_read if read == 1] == (
+            [catch_up_ids] if background else [catch_up_ids[:100], catch_up_ids[100:]]
+        )
+
+
+def test_the_next_read_starts_while_the_last_batches_of_the_previous_one_are_merging() -> None:
+    """The catch-up read of a full sync is asked for as soon as the main read's last page is in, not
+    once the merger has worked through the main read's batches."""
+    catch_up_asked = threading.Event()
+
+    def catch_up(_keep_going: Callable[[], bool]) -> Iterator[Page]:
+        catch_up_asked.set()
+        yield _page(99)
+
+    batches = _batches(lambda _k: iter([_page(1)]), catch_up)
+    first = next(batches)  # the merger holds the main read's only batch and asks for nothing more
+    assert (first.read, first.pages) == (0, 1)
+    assert catch_up_asked.wait(WAIT)
+    assert [(batch.read, batch.pages) for batch in batches] == [(1, 1)]
