@@ -140,7 +140,7 @@ class Batch:
     shaped: ShapedPage
     rows: int  # rows received (duplicates included)
     pages: int
-    read: int = 0  # which of ``shaped_batches``' reads it came from
+    read: int  # which of ``shaped_batches``' reads it came from
 
 
 @dataclass(frozen=True)
@@ -292,21 +292,18 @@ def shaped_batches(
                     page = None
                 except StopIteration:
                     break
-                if isinstance(page, _ReadEnd):
-                    if pending:
-                        yield Batch(shape(joined_rows(pending)), rows, pages_in, number)
-                    pending, rows, pages_in = [], 0, 0
-                    number = page.read + 1
-                    continue
-                if page is not None:
+                ended = isinstance(page, _ReadEnd)
+                if page is not None and not ended:
                     if not pending:
                         deadline = time.monotonic() + flush_seconds
                     pending.append(page)
                     rows += len(page)
                     pages_in += 1
-                if page is None:
+                elif pending:  # the batch waited long enough, or its read ended
                     yield Batch(shape(joined_rows(pending)), rows, pages_in, number)
                     pending, rows, pages_in = [], 0, 0
+                if ended:
+                    number = page.read + 1
                 while rows >= join_rows:
                     joined = joined_rows(pending)
                     rest = rows - join_rows
