@@ -1,14 +1,10 @@
 """Our hand-written SDL: it serves what the mirror asks for, and it is a compatible subset of Stash's.
 
-The real schema (/work/shared/stash-schema/schema.graphql, reference data, never copied) is read
-from ``STASH_REAL_SCHEMA`` or the shared path; the subset test compares every declared type, field,
-argument, enum value and union member with it.
+The real schema (``shared/stash-schema/schema.graphql``, reference data, never copied; see
+``shared_reference``) is what the subset test compares every declared type, field, argument, enum
+value and union member with.
 """
 
-import os
-from pathlib import Path
-
-import pytest
 from graphql import (
     GraphQLEnumType,
     GraphQLInputObjectType,
@@ -22,10 +18,7 @@ from graphql import (
 
 from stash_pipeline.fakestash.executor import load_schema
 from stash_pipeline.stash.entities import ENTITY_SPECS
-
-SHARED = Path(os.environ.get("STASH_SHARED_DIR", "/work/shared"))
-EXAMPLES = SHARED / "stash-example-queries.graphql"
-REAL_SCHEMA = Path(os.environ.get("STASH_REAL_SCHEMA", SHARED / "stash-schema" / "schema.graphql"))
+from stash_pipeline_tests.shared_reference import EXAMPLE_QUERIES, REAL_SCHEMA, shared_file
 
 
 def _spec_queries() -> list[str]:
@@ -41,16 +34,14 @@ def test_entity_selections_validate_against_our_sdl() -> None:
         assert validate(schema, parse(query)) == [], query
 
 
-@pytest.mark.skipif(not EXAMPLES.exists(), reason="shared example queries not present")
 def test_example_queries_validate_against_our_sdl() -> None:
-    document = parse(EXAMPLES.read_text())
+    document = parse(shared_file(EXAMPLE_QUERIES).read_text())
     assert len(document.definitions) >= 14
     assert validate(load_schema(), document) == []
 
 
-@pytest.mark.skipif(not EXAMPLES.exists(), reason="shared example queries not present")
 def test_example_queries_execute(gql) -> None:
-    text = EXAMPLES.read_text()
+    text = shared_file(EXAMPLE_QUERIES).read_text()
     variables = {"page": 1, "perPage": 3, "since": "2020-01-01", "gid": "1", "ids": ["2", "1"], "after": 5}
     for definition in parse(text).definitions:
         name = definition.name.value
@@ -85,10 +76,9 @@ def test_id_criterion_only_on_three_filters() -> None:
     assert with_id == {"SceneFilterType", "ImageFilterType", "GalleryFilterType"}
 
 
-@pytest.mark.skipif(not REAL_SCHEMA.exists(), reason="real Stash schema not present")
 def test_our_sdl_is_a_compatible_subset_of_stash() -> None:
     ours = load_schema()
-    real = build_schema(REAL_SCHEMA.read_text())
+    real = build_schema(shared_file(REAL_SCHEMA).read_text())
     problems = []
     for name, ours_type in ours.type_map.items():
         if name.startswith("__"):
@@ -133,8 +123,7 @@ def test_our_sdl_is_a_compatible_subset_of_stash() -> None:
     assert problems == []
 
 
-@pytest.mark.skipif(not REAL_SCHEMA.exists(), reason="real Stash schema not present")
 def test_entity_selections_validate_against_real_stash() -> None:
-    real = build_schema(REAL_SCHEMA.read_text())
+    real = build_schema(shared_file(REAL_SCHEMA).read_text())
     for query in _spec_queries():
         assert validate(real, parse(query)) == [], query

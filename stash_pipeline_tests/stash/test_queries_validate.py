@@ -1,9 +1,7 @@
 """Every document the client can send validates against the REAL Stash schema and our fake's SDL, and
 obeys the paging rules (per_page and sort "id" on every find query)."""
 
-import os
 from importlib import resources
-from pathlib import Path
 
 import pytest
 from graphql import (
@@ -23,23 +21,12 @@ from graphql.language import Visitor
 
 from stash_pipeline.stash import queries
 from stash_pipeline.stash.entities import ENTITY_SPECS, SCENES, TAGS
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _real_schema_path() -> Path:
-    env = os.environ.get("STASH_SCHEMA_PATH")
-    if env:
-        return Path(env)
-    return PROJECT_ROOT.parent / "shared" / "stash-schema" / "schema.graphql"
+from stash_pipeline_tests.shared_reference import REAL_SCHEMA, shared_file
 
 
 @pytest.fixture(scope="module")
 def real_schema() -> GraphQLSchema:
-    path = _real_schema_path()
-    if not path.is_file():
-        pytest.skip(f"the real Stash schema is not available at {path} (set STASH_SCHEMA_PATH)")
-    return build_schema(path.read_text(encoding="utf-8"))
+    return build_schema(shared_file(REAL_SCHEMA).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
