@@ -12,7 +12,7 @@ import time
 
 import click
 
-from stash_pipeline.stash.entities import ENTITY_SPECS, spec_for
+from stash_pipeline.model import ENTITY_SPECS, spec_for
 
 TYPE_NAMES = [s.name for s in ENTITY_SPECS]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from stash_pipeline.stash.entities import ENTITY_SPECS, spec_for
+from stash_pipeline.model import ENTITY_SPECS, spec_for
 
 
 class MirrorBusyError(RuntimeError):

@@ -16,7 +16,7 @@ import dagster as dg
 from stash_pipeline.assets.derived import DERIVED_GROUP
 from stash_pipeline.assets.partitions import keys_covering
 from stash_pipeline.mirror.windows import overlap_bound, parse_stash_time
-from stash_pipeline.stash.entities import ENTITY_SPECS, spec_for
+from stash_pipeline.model import ENTITY_SPECS, spec_for
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"

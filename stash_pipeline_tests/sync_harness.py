@@ -9,9 +9,9 @@ from dagster_duckdb import DuckDBResource
 
 from stash_pipeline.assets.entities import build_entity_assets
 from stash_pipeline.assets.partitions import monthly_partitions
+from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
 from stash_pipeline.settings import Settings
-from stash_pipeline.stash.entities import ENTITY_SPECS
 
 # Tests start the partitions a few months back: older rows fall into the first partition (open
 # below), and each run records fewer per-partition events.

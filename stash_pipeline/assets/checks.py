@@ -47,8 +47,8 @@ from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.derived import DERIVED_TABLES
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline.mirror.state import read_state
+from stash_pipeline.model import ENTITY_SPECS, EntitySpec
 from stash_pipeline.resources import StashResource, mirror_connection
-from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec
 
 SAMPLE = 10  # offending ids listed per problem in a failed check's metadata
 
@@ -130,12 +130,12 @@ def dangling_probes(spec: EntitySpec) -> list[Probe]:
                     f"WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.id = l.{column})",
                 )
             )
-    for column, _gql, target in spec.refs:
+    for ref in spec.refs:
         probes.append(
             Probe(
-                f"{column}_dangling",
-                f"SELECT e.id, e.{column} FROM {spec.name} e WHERE e.{column} IS NOT NULL "
-                f"AND NOT EXISTS (SELECT 1 FROM {target} x WHERE x.id = e.{column})",
+                f"{ref.column}_dangling",
+                f"SELECT e.id, e.{ref.column} FROM {spec.name} e WHERE e.{ref.column} IS NOT NULL "
+                f"AND NOT EXISTS (SELECT 1 FROM {ref.target} x WHERE x.id = e.{ref.column})",
             )
         )
     return probes

@@ -17,10 +17,10 @@ from stash_pipeline.assets.metadata import report_metadata
 from stash_pipeline.assets.partitions import monthly_partitions, window_for
 from stash_pipeline.mirror.schema import entity_columns
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
+from stash_pipeline.model import ENTITY_SPECS, EntitySpec
 from stash_pipeline.progress import ProgressTracker
 from stash_pipeline.resources import StashResource, mirror_connection
 from stash_pipeline.settings import Settings
-from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec
 
 STASH_GROUP = "stash"
 WRITER_POOL = "duckdb_writer"
@@ -60,7 +60,7 @@ def build_entity_asset(
     spec: EntitySpec, partitions: dg.TimeWindowPartitionsDefinition, settings: Settings
 ) -> dg.AssetsDefinition:
     upstream = sorted(
-        {target for _c, _g, target in spec.refs} | {r.target_type for r in spec.relations},
+        spec.referenced_types,
         key=lambda name: next(s.order for s in ENTITY_SPECS if s.name == name),
     )
     deps = [dg.AssetKey(name) for name in upstream if name != spec.name and _order(name) < spec.order]

@@ -7,7 +7,7 @@ from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
 from stash_pipeline.mirror.windows import overlap_bound
-from stash_pipeline.stash.entities import EntitySpec
+from stash_pipeline.model import EntitySpec
 
 
 def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:

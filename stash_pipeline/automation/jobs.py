@@ -9,9 +9,9 @@ from pydantic import Field
 from stash_pipeline.assets.entities import WRITER_POOL
 from stash_pipeline.assets.metadata import report_metadata
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
+from stash_pipeline.model import spec_for
 from stash_pipeline.resources import StashResource, mirror_connection
 from stash_pipeline.settings import Settings
-from stash_pipeline.stash.entities import spec_for
 
 
 class ResyncIdsConfig(dg.Config):

@@ -7,8 +7,8 @@ bumping ``updated_at`` (o-counter, play counts, sub-group edits) are refreshed t
 import dagster as dg
 
 from stash_pipeline.automation.sensors import RANGE_END, RANGE_START
+from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.settings import Settings
-from stash_pipeline.stash.entities import ENTITY_SPECS
 
 
 def _all_types_request(partitions: dg.TimeWindowPartitionsDefinition, mode: str) -> dg.RunRequest:

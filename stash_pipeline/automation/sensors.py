@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from stash_pipeline.mirror.windows import parse_stash_time, since_criterion
+from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
-from stash_pipeline.stash.entities import ENTITY_SPECS
 from stash_pipeline.stash.errors import StashError
 from stash_pipeline.stash.queries import sensor_probe_entries
 

@@ -13,27 +13,16 @@ Duplicate ids within a page are resolved to the last occurrence.
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns, precision_column
+from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
+from stash_pipeline.model import Column, EntitySpec, Relation
+from stash_pipeline.model.kinds import TIMESTAMP_FORMAT, UTC_TS, coerce_int, coerce_timestamp
 from stash_pipeline.stash.arrow_pages import entity_type
-from stash_pipeline.stash.entities import Column, EntitySpec, Relation
-
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%#z"
-
-POLARS_TYPES: dict[str, pl.DataType] = {
-    "str": pl.String(),
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "bool": pl.Boolean(),
-    "str_list": pl.List(pl.String()),
-}
-UTC_TS = pl.Datetime("us", "UTC")
 
 
 @dataclass
@@ -67,102 +56,11 @@ def _dig(value: Any, path: Iterable[str | int]) -> Any:
 
 
 def _getter(column: Column) -> Callable[[dict], Any]:
-    if column.path is None:
+    if column.element is None:
         name = column.name
         return lambda row: row.get(name)
-    path = column.path
+    path = (column.element.list_field, column.element.index, column.element.key)
     return lambda row: _dig(row, path)
-
-
-# --------------------------------------------------------------------------- lenient coercions
-def _coerce_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None if value is None else int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, str) and value.strip() == "":
-        return None
-    raise ValueError(f"not an integer: {value!r:.60}")
-
-
-def _coerce_float(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        return None if value.strip() == "" else float(value)
-    raise ValueError(f"not a number: {value!r:.60}")
-
-
-def _coerce_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(f"not a boolean: {value!r:.60}")
-
-
-def _coerce_str(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float | bool):
-        return str(value)
-    raise ValueError(f"not a string: {value!r:.60}")
-
-
-def _coerce_list(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [_coerce_str(v) for v in value if v is not None]
-    raise ValueError(f"not a list: {value!r:.60}")
-
-
-def _coerce_date(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"not a date: {value!r:.60}")
-    text = value.strip()
-    if text == "":
-        return None
-    padded = {10: text, 7: text + "-01", 4: text + "-01-01"}.get(len(text))
-    if padded is None:
-        raise ValueError(f"not a date (YYYY-MM-DD, YYYY-MM or YYYY): {value!r:.60}")
-    date.fromisoformat(padded)  # raises ValueError with a clear message
-    return text
-
-
-def _coerce_timestamp(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"not a timestamp: {value!r:.60}")
-    try:
-        pl.Series([value]).str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
-    except Exception:
-        raise ValueError(f"not an RFC3339 timestamp: {value!r:.60}") from None
-    return value
-
-
-COERCE: dict[str, Callable[[Any], Any]] = {
-    "str": _coerce_str,
-    "int": _coerce_int,
-    "float": _coerce_float,
-    "bool": _coerce_bool,
-    "date": _coerce_date,
-    "timestamp": _coerce_timestamp,
-    "str_list": _coerce_list,
-}
 
 
 # --------------------------------------------------------------------------- shaping
@@ -204,26 +102,25 @@ class PageShaper:
         # Columns read inside a list's element (files[0].path ...), grouped by (list, index).
         self.heads: dict[tuple[str, int], list[Column]] = {}
         for column in spec.columns:
-            if column.path is not None:
-                head, index, _key = column.path  # the specs only use (list, index, key)
-                self.heads.setdefault((str(head), int(index)), []).append(column)
+            if column.element is not None:
+                self.heads.setdefault((column.element.list_field, column.element.index), []).append(column)
         # A relation's lists have the type the client decodes them with (one definition).
         decoded = entity_type(spec)
         self.link_types = {relation_key(rel): decoded.field(rel.field).type for rel in spec.relations}
         # String lists: checked for values Arrow converts without complaint but wrongly (before the
         # fast path), and for null elements (after it).
-        self.string_lists = [c.name for c in spec.columns if c.kind == "str_list"]
+        self.string_lists = [c.name for c in spec.columns if c.kind.is_list]
         self.element_ints = {
-            rel.field: [key for _c, key, kind in rel.extra if kind == "int"]
+            rel.field: [extra.key for extra in rel.extra if extra.kind.integral]
             for rel in spec.relations
-            if any(kind == "int" for _c, _k, kind in rel.extra)
+            if any(extra.kind.integral for extra in rel.extra)
         }
 
         # Columns as extracted (typed, not yet cast or parsed) → the mirror's columns.
         self.casts = [pl.col("id").cast(pl.Int64, strict=True)]
         for column in spec.columns:
-            self.casts.extend(_column_exprs(column))
-        self.casts += [pl.col(name).cast(pl.Int64, strict=True) for name, _gql, _t in spec.refs]
+            self.casts.extend(column.kind.parse(column.name))
+        self.casts += [pl.col(ref.column).cast(pl.Int64, strict=True) for ref in spec.refs]
         self.casts += [
             pl.col("created_at").str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True),
             pl.col("updated_at_text")
@@ -234,17 +131,17 @@ class PageShaper:
         # Arrow's columns → the extracted columns (nested values pulled out, renamed).
         self.from_arrow = [pl.col("id"), pl.col("created_at"), pl.col("updated_at").alias("updated_at_text")]
         for column in spec.columns:
-            if column.path is None:
+            element = column.element
+            if element is None:
                 self.from_arrow.append(pl.col(column.name))
             else:
-                head, index, key = column.path
                 self.from_arrow.append(
-                    pl.col(str(head))
-                    .list.get(int(index), null_on_oob=True)
-                    .struct.field(str(key))
+                    pl.col(element.list_field)
+                    .list.get(element.index, null_on_oob=True)
+                    .struct.field(element.key)
                     .alias(column.name)
                 )
-        self.from_arrow += [pl.col(gql).struct.field("id").alias(name) for name, gql, _t in spec.refs]
+        self.from_arrow += [pl.col(ref.field).struct.field("id").alias(ref.column) for ref in spec.refs]
 
     def shape(self, rows: list[dict] | pa.StructArray, synced_at: Any) -> ShapedPage:
         """``rows``: a page's entities as the client decoded them (``Page.rows``)."""
@@ -284,21 +181,22 @@ class PageShaper:
             for head, index in self.heads
         }
         for column in self.spec.columns:
-            name, kind = column.name, column.kind
-            if column.path is None:
+            name, kind, element = column.name, column.kind, column.element
+            if element is None:
                 values = _values(rows, name)
             else:
-                key = column.path[2]
-                values = [e.get(key) if isinstance(e, dict) else None for e in elements[str(column.path[0])]]
-            if kind == "str_list":
-                data[name] = pl.Series(name, pa.array(values, type=pa.list_(pa.string())))
-                schema[name] = pl.List(pl.String)
-                continue
-            data[name] = values
-            schema[name] = pl.String() if kind in ("str", "date", "timestamp") else POLARS_TYPES[kind]
-        for name, gql, _target in self.spec.refs:
-            data[name] = [v.get("id") if isinstance(v, dict) else None for v in _values(rows, gql)]
-            schema[name] = pl.String()
+                key = element.key
+                values = [e.get(key) if isinstance(e, dict) else None for e in elements[element.list_field]]
+            if kind.is_list:  # through Arrow, which converts nested Python lists in C
+                data[name] = pl.Series(name, pa.array(values, type=kind.arrow))
+            else:
+                data[name] = values
+            schema[name] = kind.wire
+        for ref in self.spec.refs:
+            data[ref.column] = [
+                v.get("id") if isinstance(v, dict) else None for v in _values(rows, ref.field)
+            ]
+            schema[ref.column] = pl.String()
         data["created_at"] = _values(rows, "created_at")
         data["updated_at_text"] = _values(rows, "updated_at")
         schema["created_at"] = schema["updated_at_text"] = pl.String()
@@ -357,8 +255,10 @@ class PageShaper:
         }
         if frame[rel.target_column].null_count():
             raise ValueError(f"relation {rel.field}: element without id")
-        for col, key, kind in rel.extra:
-            frame[col] = pl.Series(col, pc.struct_field(flat, key)).cast(POLARS_TYPES[kind], strict=True)
+        for extra in rel.extra:
+            frame[extra.column] = pl.Series(extra.column, pc.struct_field(flat, extra.key)).cast(
+                extra.kind.wire, strict=True
+            )
         links = pl.DataFrame(frame)
         if _repeats_a_pair(links[rel.owner_column], links[rel.target_column]):
             links = links.unique(
@@ -370,7 +270,7 @@ class PageShaper:
         return _Extracted(
             ids=[r["id"] for r in rows],
             columns={c.name: [get(r) for r in rows] for c, get in self.getters},
-            refs={name: [_dig(r.get(gql), ("id",)) for r in rows] for name, gql, _t in self.spec.refs},
+            refs={ref.column: [_dig(r.get(ref.field), ("id",)) for r in rows] for ref in self.spec.refs},
             created=[r.get("created_at") for r in rows],
             updated=[r.get("updated_at") for r in rows],
             links={relation_key(rel): _extract_links(rel, rows) for rel in self.relations},
@@ -400,8 +300,8 @@ class PageShaper:
                 rel.owner_column: _ids(rel.owner_column, owners),
                 rel.target_column: _ids(rel.target_column, targets),
             }
-            for i, (col, _key, kind) in enumerate(rel.extra):
-                frame[col] = pl.Series(col, extras[i], dtype=POLARS_TYPES[kind], strict=True)
+            for i, extra in enumerate(rel.extra):
+                frame[extra.column] = pl.Series(extra.column, extras[i], dtype=extra.kind.wire, strict=True)
             links[relation_key(rel)] = pl.DataFrame(frame).select(
                 [c.name for c in LINK_TABLES[rel.table].columns]
             )
@@ -415,7 +315,7 @@ class PageShaper:
         for row in rows:
             raw_id = row.get("id") if isinstance(row, dict) else None
             try:
-                entity_id = _coerce_int(raw_id)
+                entity_id = coerce_int(raw_id)
                 if entity_id is None:
                     raise ValueError("missing")
             except (ValueError, TypeError) as exc:
@@ -434,63 +334,29 @@ class PageShaper:
         return page
 
     def _coerce(self, ex: _Extracted) -> None:
-        ex.ids = [str(_coerce_int(v)) for v in ex.ids]
+        ex.ids = [str(coerce_int(v)) for v in ex.ids]
         for column, _get in self.getters:
             try:
-                ex.columns[column.name] = [COERCE[column.kind](v) for v in ex.columns[column.name]]
+                ex.columns[column.name] = [column.kind.coerce(v) for v in ex.columns[column.name]]
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"field {column.name}: {exc}") from None
         for name, values in ex.refs.items():
-            ex.refs[name] = [None if v is None else str(_coerce_int(v)) for v in values]
+            ex.refs[name] = [None if v is None else str(coerce_int(v)) for v in values]
         for key in ("created", "updated"):
             try:
-                setattr(ex, key, [_coerce_timestamp(v) for v in getattr(ex, key)])
+                setattr(ex, key, [coerce_timestamp(v) for v in getattr(ex, key)])
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"field {key}_at: {exc}") from None
         for key, (owners, targets, extras) in ex.links.items():
             ex.links[key] = (
-                [str(_coerce_int(v)) for v in owners],
-                [str(_coerce_int(v)) for v in targets],
+                [str(coerce_int(v)) for v in owners],
+                [str(coerce_int(v)) for v in targets],
                 extras,
             )
 
 
 def _values(rows: list[dict], key: str) -> list[Any]:
     return [r.get(key) for r in rows]
-
-
-def _column_exprs(column: Column) -> list[pl.Expr]:
-    """Casts and parses of one scalar column: the fast path selects them all in one query, the
-    row-by-row path (``_column_series``) one column at a time."""
-    name, kind = column.name, column.kind
-    if kind == "str":
-        return [pl.col(name).replace("", None)]
-    if kind == "str_list":  # a missing list is empty (null elements: see ``_without_null_elements``)
-        return [pl.col(name).fill_null(pl.lit([], dtype=pl.List(pl.String)))]
-    if kind == "timestamp":
-        return [
-            pl.col(name).replace("", None).str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
-        ]
-    if kind == "date":
-        text = pl.col(name).replace("", None)
-        length = text.str.len_chars()
-        padded = (
-            pl.when(length == 4).then(text + "-01-01").when(length == 7).then(text + "-01").otherwise(text)
-        )
-        precision = (
-            pl.when(text.is_null())
-            .then(None)
-            .when(length == 4)
-            .then(pl.lit("year"))
-            .when(length == 7)
-            .then(pl.lit("month"))
-            .otherwise(pl.lit("day"))
-        )
-        return [
-            padded.str.to_date("%Y-%m-%d", strict=True).alias(name),
-            precision.alias(precision_column(column)),
-        ]
-    return [pl.col(name)]
 
 
 def _dedupe(rows: list[dict]) -> list[dict]:
@@ -523,8 +389,8 @@ def _extract_links(rel: Relation, rows: list[dict]) -> tuple[list[Any], list[Any
             seen.add(target)
             owners.append(owner)
             targets.append(target)
-            for i, (_col, key, _kind) in enumerate(rel.extra):
-                extras[i].append(element.get(key))
+            for i, extra in enumerate(rel.extra):
+                extras[i].append(element.get(extra.key))
     return owners, targets, extras
 
 
@@ -550,7 +416,7 @@ def _repeats_a_pair(owners: pl.Series, targets: pl.Series) -> bool:
 
 
 def _without_null_elements(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-    """Null elements of string lists dropped (as ``_coerce_list``).  Polars' ``list.drop_nulls``
+    """Null elements of string lists dropped (as the lenient coercion of ``STR_LIST`` does).  Polars' ``list.drop_nulls``
     costs as much as all other casts of an images page together even when there is nothing to drop
     (there almost never is), so it runs only on a column whose elements include a null."""
     dirty = [n for n in names if pc.list_flatten(frame[n].to_arrow()).null_count]
@@ -560,14 +426,9 @@ def _without_null_elements(frame: pl.DataFrame, names: list[str]) -> pl.DataFram
 def _column_series(column: Column, values: list[Any]) -> dict[str, pl.Series]:
     """One column for the row-by-row path, parsed by the fast path's own expressions."""
     name, kind = column.name, column.kind
-    if kind == "str_list":
-        return {
-            name: pl.Series(
-                name, [v if v is not None else [] for v in values], dtype=pl.List(pl.String), strict=True
-            )
-        }
-    dtype = pl.String if kind in ("str", "date", "timestamp") else POLARS_TYPES[kind]
-    frame = pl.DataFrame({name: pl.Series(name, values, dtype=dtype, strict=True)}).select(
-        _column_exprs(column)
+    if kind.is_list:
+        values = [v if v is not None else [] for v in values]
+    frame = pl.DataFrame({name: pl.Series(name, values, dtype=kind.wire, strict=True)}).select(
+        kind.parse(name)
     )
     return {col: frame[col] for col in frame.columns}

@@ -18,7 +18,7 @@ import polars as pl
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.frames import ShapedPage, relation_key
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
-from stash_pipeline.stash.entities import ENTITY_SPECS, EntitySpec, Relation
+from stash_pipeline.model import ENTITY_SPECS, EntitySpec, Relation
 
 
 @dataclass
@@ -208,7 +208,7 @@ def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
 def _link_agg(rel: Relation) -> str:
     """A sorted list that is equal for equal link sets (extras included)."""
     if rel.extra:
-        fields = ", ".join([f"'t': {rel.target_column}"] + [f"'{c}': {c}" for c, _k, _t in rel.extra])
+        fields = ", ".join([f"'t': {rel.target_column}"] + [f"'{e.column}': {e.column}" for e in rel.extra])
         return f"list_sort(list({{{fields}}}))"
     return f"list_sort(list({rel.target_column}))"
 
@@ -268,9 +268,9 @@ def references_to(entity_type: str) -> list[Reference]:
     """Every column in the mirror that references ``entity_type`` (links and single refs)."""
     refs: list[Reference] = []
     for spec in ENTITY_SPECS:
-        for column, _gql, target in spec.refs:
-            if target == entity_type:
-                refs.append(Reference(spec.name, spec.name, "id", column))
+        for ref in spec.refs:
+            if ref.target == entity_type:
+                refs.append(Reference(spec.name, spec.name, "id", ref.column))
         for rel in spec.relations:
             if rel.target_type == entity_type and not rel.reverse:
                 refs.append(Reference(spec.name, rel.table, rel.owner_column, rel.target_column))

@@ -9,22 +9,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from stash_pipeline.stash.entities import ENTITY_SPECS, Column, EntitySpec, Relation
-
-SQL_TYPES = {
-    "str": "VARCHAR",
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "bool": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMPTZ",
-    "str_list": "VARCHAR[]",
-}
-
-
-def precision_column(column: Column) -> str:
-    """The companion column of a partial date: ``date`` → ``date_precision``."""
-    return f"{column.name}_precision"
+from stash_pipeline.model import ENTITY_SPECS, EntitySpec, Relation
 
 
 @dataclass(frozen=True)
@@ -38,10 +23,8 @@ def entity_columns(spec: EntitySpec) -> list[TableColumn]:
     """Columns of an entity table, in order."""
     cols = [TableColumn("id", "BIGINT")]
     for column in spec.columns:
-        cols.append(TableColumn(column.name, SQL_TYPES[column.kind]))
-        if column.kind == "date":
-            cols.append(TableColumn(precision_column(column), "VARCHAR"))
-    cols += [TableColumn(name, "BIGINT") for name, _gql, _target in spec.refs]
+        cols += [TableColumn(name, sql_type) for name, sql_type in column.mirror_columns()]
+    cols += [TableColumn(ref.column, "BIGINT") for ref in spec.refs]
     cols += [
         TableColumn("created_at", "TIMESTAMPTZ"),
         TableColumn("updated_at", "TIMESTAMPTZ"),
@@ -66,7 +49,7 @@ def link_tables() -> dict[str, LinkTable]:
             if rel.reverse:
                 continue
             cols = [TableColumn(rel.owner_column, "BIGINT"), TableColumn(rel.target_column, "BIGINT")]
-            cols += [TableColumn(name, SQL_TYPES[kind]) for name, _key, kind in rel.extra]
+            cols += [TableColumn(extra.column, extra.kind.sql) for extra in rel.extra]
             tables[rel.table] = LinkTable(rel.table, tuple(cols))
     return tables
 

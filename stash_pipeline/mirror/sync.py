@@ -12,7 +12,8 @@ Modes
 
 Deletes and merges bump nothing in Stash, so after the upserts a count mismatch triggers an id
 sweep; entities that referenced a vanished id are re-fetched (tag/performer merges), and a bumped
-gallery has its image membership refreshed (``addGalleryImages`` bumps only the gallery).
+entity whose membership is listed by the other side has it re-read (``EntitySpec.members_from``:
+``addGalleryImages`` bumps only the gallery).
 """
 
 import contextlib
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from stash_pipeline.mirror.db import ROW_GROUP_ROWS, GroupCommit, fetch_scalar
@@ -42,8 +44,8 @@ from stash_pipeline.mirror.merge import (
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline.mirror.state import finish_run_row, read_state, start_run_row, update_state
 from stash_pipeline.mirror.windows import TextWindow, max_text, overlap_bound, since_criterion
+from stash_pipeline.model import SPECS_BY_NAME, EntitySpec
 from stash_pipeline.stash.client import Page
-from stash_pipeline.stash.entities import SPECS_BY_NAME, EntitySpec
 
 log = logging.getLogger("stash_pipeline.sync")
 
@@ -469,7 +471,7 @@ class EntitySync:
         last_id = after_id
         # A full read from the first id lists every id Stash has: it is the sweep (mark and sweep).
         listed = ListedIds() if mode == "full" and after_id is None else None
-        touched_galleries: set[int] = set()
+        touched_members: set[int] = set()
         resume = {"after_id": after_id} if after_id else {}
         merged: list[_Merged] = []  # in the open transaction
 
@@ -528,27 +530,27 @@ class EntitySync:
                     )
                 with txn.writing(batch.rows, max(0, expected)):
                     outcome = self.merger.merge(self.con, batch.shaped, logctx)
-                    merged.append(self._note_merged(batch, outcome, listed, touched_galleries))
+                    merged.append(self._note_merged(batch, outcome, listed, touched_members))
                     pending_cursor = max_text(pending_cursor, batch.shaped.max_updated_at)
                     last_id = _last_id(batch.shaped, last_id)
         report.cursor_after = (
             max_text(state.cursor, pending_cursor) if mode in ("full", "incremental") else state.cursor
         )
-        if touched_galleries and mode != "full":
-            self._refresh_gallery_membership(sorted(touched_galleries), logctx)
+        if touched_members and mode != "full":
+            self._refresh_members(sorted(touched_members), logctx)
         self._reconcile_deletes(mode, report, logctx, listed)
 
     def _note_merged(
-        self, batch: Batch, outcome: PageOutcome, listed: "ListedIds | None", touched_galleries: set[int]
+        self, batch: Batch, outcome: PageOutcome, listed: "ListedIds | None", touched_members: set[int]
     ) -> "_Merged":
         """What a merged batch leaves for the rest of the run: its ids in the listing of a full read
         and its galleries to refresh (both read only once the read is complete), and the counts the
         report takes once its transaction is committed."""
         if listed is not None:
             listed.add(batch.shaped)
-        if self.spec.name == "galleries":
-            touched_galleries.update(outcome.created)
-            touched_galleries.update(outcome.updated)
+        if self.spec.members_from is not None:
+            touched_members.update(outcome.created)
+            touched_members.update(outcome.updated)
         return _Merged(batch.rows, batch.pages, batch.shaped.duplicates, outcome)
 
     def _nothing_changed(self, criterion: dict | None, window_count: int, total: int, state: Any) -> bool:
@@ -589,10 +591,8 @@ class EntitySync:
                 outcome = self.merger.merge(self.con, shaped, logctx)
             report.add(outcome)
             report.pages = 1
-            if self.spec.name == "galleries":
-                self._refresh_gallery_membership(
-                    sorted(outcome.created + outcome.updated + list(shaped.ids)), logctx
-                )
+            if self.spec.members_from is not None:
+                self._refresh_members(sorted(outcome.created + outcome.updated + list(shaped.ids)), logctx)
         if missing:
             report.deleted += self._delete_and_repair(sorted(missing), report, logctx)
         report.stash_count = None
@@ -648,9 +648,7 @@ class EntitySync:
             owner_ids.difference_update(vanished if owner_type == self.spec.name else ())
             if owner_ids:
                 report.repaired += self._refetch(SPECS_BY_NAME[owner_type], sorted(owner_ids), logctx)
-        if not self.spec.keyset:
-            # Merges rename without bumping (tagsMerge adds aliases to the destination silently):
-            # the small types are cheap to re-read whole.
+        if self.spec.reread_all_after_delete:
             report.repaired += self._refetch_all(logctx)
         return deleted
 
@@ -675,31 +673,35 @@ class EntitySync:
             changed += len(outcome.updated) + len(outcome.created)
         return changed
 
-    # ------------------------------------------------------------------ gallery membership
-    def _refresh_gallery_membership(self, gallery_ids: list[int], logctx: LogContext) -> None:
-        """Re-read which images belong to these galleries (membership edits bump only the gallery)."""
-        for start in range(0, len(gallery_ids), 200):
-            chunk = gallery_ids[start : start + 200]
-            pairs = self.client.gallery_image_pairs(chunk)
-            import polars as pl
-
+    # ------------------------------------------------------------------ membership from the other side
+    def _refresh_members(self, ids: list[int], logctx: LogContext) -> None:
+        """Re-read the membership of these bumped entities from the side that lists it
+        (``EntitySpec.members_from``: a gallery's images; membership edits bump only the gallery)."""
+        members = self.spec.members_from
+        assert members is not None
+        owner = SPECS_BY_NAME[members.owner]
+        rel = owner.relation(members.relation)
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            pairs = self.client.member_pairs(owner, rel, chunk)
             frame = pl.DataFrame(
-                {"image_id": [p[0] for p in pairs], "gallery_id": [p[1] for p in pairs]},
-                schema={"image_id": pl.Int64, "gallery_id": pl.Int64},
+                {rel.owner_column: [p[0] for p in pairs], rel.target_column: [p[1] for p in pairs]},
+                schema={rel.owner_column: pl.Int64, rel.target_column: pl.Int64},
             )
             chunk_frame = pl.DataFrame({"id": chunk}, schema={"id": pl.Int64})
             with self._txn():
                 self.con.register("membership", frame)
-                self.con.register("membership_galleries", chunk_frame)
+                self.con.register("membership_targets", chunk_frame)
                 try:
                     self.con.execute(
-                        "DELETE FROM image_galleries WHERE gallery_id IN (SELECT id FROM membership_galleries)"
+                        f"DELETE FROM {rel.table} WHERE {rel.target_column} IN (SELECT id FROM membership_targets)"
                     )
                     self.con.execute(
-                        "INSERT INTO image_galleries SELECT DISTINCT image_id, gallery_id FROM membership"
+                        f"INSERT INTO {rel.table} ({rel.owner_column}, {rel.target_column}) "
+                        f"SELECT DISTINCT {rel.owner_column}, {rel.target_column} FROM membership"
                     )
                 finally:
-                    unregister(self.con, "membership", "membership_galleries")
+                    unregister(self.con, "membership", "membership_targets")
 
     # ------------------------------------------------------------------ helpers
     def _stop_requested(self) -> bool:

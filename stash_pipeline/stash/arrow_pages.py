@@ -9,7 +9,7 @@ The reader is strict where it matters: a value that is not of its declared type 
 for an integer, ``1`` for a boolean, a bare string for a list, a number for a string, an integer out
 of range) makes it refuse the whole answer.  ``decode_page`` then returns ``None`` and the client
 parses the answer as JSON objects, the path that normalises or fails each bad row on its own
-(DESIGN §2 rule 7).  Answers that carry GraphQL ``errors``, have no data, hold null or duplicate
+(docs/architecture.md, "Bad input").  Answers that carry GraphQL ``errors``, have no data, hold null or duplicate
 entities are also left to that path, which knows how to report them.
 """
 
@@ -20,17 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from stash_pipeline.stash.entities import EntitySpec, Relation
-
-_SCALAR_TYPES: dict[str, pa.DataType] = {
-    "str": pa.string(),
-    "date": pa.string(),  # parsed by the shaper (partial dates)
-    "timestamp": pa.string(),  # parsed by the shaper; the verbatim text is the cursor
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "str_list": pa.list_(pa.string()),
-}
+from stash_pipeline.model import EntitySpec, Relation
 
 
 def _element_type(rel: Relation) -> pa.DataType:
@@ -40,7 +30,7 @@ def _element_type(rel: Relation) -> pa.DataType:
     for step in reversed(rel.target_path[1:]):
         inner = pa.struct([(step, inner)])
     fields = [(rel.target_path[0], inner)]
-    fields += [(key, _SCALAR_TYPES[kind]) for _col, key, kind in rel.extra if key != rel.target_path[0]]
+    fields += [(extra.key, extra.kind.arrow) for extra in rel.extra if extra.key != rel.target_path[0]]
     return pa.struct(fields)
 
 
@@ -50,15 +40,14 @@ def entity_type(spec: EntitySpec) -> pa.StructType:
     fields: dict[str, pa.DataType] = {"id": pa.string(), "created_at": pa.string(), "updated_at": pa.string()}
     nested: dict[str, list[tuple[str, pa.DataType]]] = {}
     for column in spec.columns:
-        if column.path is None:
-            fields[column.name] = _SCALAR_TYPES[column.kind]
-        else:  # (list, index, key): files[0].path
-            head, _index, key = column.path
-            nested.setdefault(str(head), []).append((str(key), _SCALAR_TYPES[column.kind]))
+        if column.element is None:
+            fields[column.name] = column.kind.arrow
+        else:  # files[0].path
+            nested.setdefault(column.element.list_field, []).append((column.element.key, column.kind.arrow))
     for head, keys in nested.items():
         fields[head] = pa.list_(pa.struct(keys))
-    for _column, gql, _target in spec.refs:
-        fields[gql] = pa.struct([("id", pa.string())])
+    for ref in spec.refs:
+        fields[ref.field] = pa.struct([("id", pa.string())])
     for rel in spec.relations:
         fields[rel.field] = pa.list_(_element_type(rel))
     return pa.struct(list(fields.items()))

@@ -34,10 +34,10 @@ import pyarrow.compute as pc
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential_jitter
 
+from stash_pipeline.model import EntitySpec, Relation, spec_for
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash import queries
 from stash_pipeline.stash.arrow_pages import decode_page, last_entity_id
-from stash_pipeline.stash.entities import EntitySpec, spec_for
 from stash_pipeline.stash.errors import (
     StashAuthError,
     StashConsistencyError,
@@ -956,36 +956,42 @@ class StashClient:
                 break
         return found, sorted(missing)
 
-    def gallery_image_pairs(self, gallery_ids: Iterable[int]) -> list[tuple[int, int]]:
-        """(image_id, gallery_id) for every image in the given galleries, one request per chunk of
-        galleries (a consistent snapshot, verified against its count).  Membership edits bump only
-        the gallery (STASH_API §6), so a changed gallery's members must be re-read this way."""
-        wanted = list(dict.fromkeys(int(g) for g in gallery_ids))
-        document = queries.IMAGES_OF_GALLERIES
+    def member_pairs(
+        self, owner: EntitySpec, relation: Relation, ids: Iterable[int]
+    ) -> list[tuple[int, int]]:
+        """(owner id, target id) of ``relation`` for every ``owner`` that lists one of ``ids``, one
+        request per chunk (a consistent snapshot, verified against its count).  Membership edits
+        bump only the side that cannot list it (``MembersFrom``: addGalleryImages bumps the
+        gallery), so a bumped one's members are re-read this way."""
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        document = queries.members_query(owner, relation)
+        op = queries.operation_name(document)
         pairs: list[tuple[int, int]] = []
         for chunk in _chunks(wanted, self.ids_chunk_size):
-            data = self.execute(document, {"gallery_ids": [str(g) for g in chunk]})
-            result = self._result(data, "findImages", document)
-            count = self._int(result.get("count"), "findImages.count")
-            items = result.get("images")
+            data = self.execute(document, {"ids": [str(i) for i in chunk]})
+            result = self._result(data, owner.query, document)
+            count = self._int(result.get("count"), f"{owner.query}.count")
+            items = result.get(owner.result_key)
             if not isinstance(items, list):
-                raise StashProtocolError("ImagesOfGalleries: images is not a list")
+                raise StashProtocolError(f"{op}: {owner.result_key} is not a list")
             members = set(chunk)
-            image_ids: set[int] = set()
+            owner_ids: set[int] = set()
             for item in items:
-                image_id = self._id(item, document)
-                image_ids.add(image_id)
-                galleries = item.get("galleries")
-                if not isinstance(galleries, list):
-                    raise StashProtocolError(f"ImagesOfGalleries: image {image_id} has no galleries list")
-                for gallery in galleries:
-                    gallery_id = self._id(gallery, document)
-                    if gallery_id in members:
-                        pairs.append((image_id, gallery_id))
-            if len(image_ids) != len(items) or len(image_ids) != count:
+                owner_id = self._id(item, document)
+                owner_ids.add(owner_id)
+                targets = item.get(relation.field)
+                if not isinstance(targets, list):
+                    raise StashProtocolError(
+                        f"{op}: {owner.singular} {owner_id} has no {relation.field} list"
+                    )
+                for target in targets:
+                    target_id = self._id(target, document)
+                    if target_id in members:
+                        pairs.append((owner_id, target_id))
+            if len(owner_ids) != len(items) or len(owner_ids) != count:
                 raise StashConsistencyError(
-                    f"images of {len(chunk)} galleries: {len(items)} images ({len(image_ids)} unique) "
-                    f"but count {count}"
+                    f"{owner.name} of {len(chunk)} {relation.target_type}: {len(items)} {owner.name} "
+                    f"({len(owner_ids)} unique) but count {count}"
                 )
         return sorted(set(pairs))
 

@@ -1,4 +1,4 @@
-"""Every GraphQL document the client sends, built from the entity specs (``entities.py``).
+"""Every GraphQL document the client sends, built from the entity model (``stash_pipeline.model``).
 
 Rules baked in here (STASH_API §2, DESIGN §2 rule 1):
 - every find query carries a ``filter`` with ``per_page`` *and* ``sort: "id"``: without ``per_page``
@@ -18,14 +18,13 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 
-from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, spec_for
+from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, Relation, spec_for
 
 SORT = 'sort: "id"'
 HEALTH_OPERATION = "Health"
 STATS_OPERATION = "Stats"
 COUNT_MANY_OPERATION = "CountMany"
 IMAGES_OF_GALLERY_OPERATION = "ImagesOfGallery"
-IMAGES_OF_GALLERIES_OPERATION = "ImagesOfGalleries"
 
 _OPERATION_RE = re.compile(r"^\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
@@ -209,12 +208,30 @@ IMAGES_OF_GALLERY = (
 """Member image ids of one gallery, all in one request (one consistent snapshot).  Gallery has no
 images list field; image membership is read from the image side (STASH_API §5)."""
 
-IMAGES_OF_GALLERIES = (
-    f"query {IMAGES_OF_GALLERIES_OPERATION}($gallery_ids: [ID!]) {{ "
-    "findImages(image_filter: {galleries: {value: $gallery_ids, modifier: INCLUDES}}, "
-    f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ count images {{ id galleries {{ id }} }} }} }}"
-)
-"""Member images of several galleries at once, with each image's galleries (to pair them up)."""
+
+@cache
+def members_query(owner: EntitySpec, relation: Relation) -> str:
+    """The owners listing any of ``$ids`` in ``relation``, each with that relation's ids: the
+    membership a type cannot list itself (``MembersFrom``), read from the other side in one
+    request per chunk (one consistent snapshot).  images.galleries → ``ImagesOfGalleries``."""
+    target = SPECS_BY_NAME[relation.target_type]
+    return (
+        f"query {_title(owner)}Of{_title(target)}($ids: [ID!]) {{ "
+        f"{owner.query}({owner.filter_arg}: {{{relation.field}: {{value: $ids, modifier: INCLUDES}}}}, "
+        f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ "
+        f"count {owner.result_key} {{ id {relation.field} {{ id }} }} }} }}"
+    )
+
+
+def members_queries() -> Iterator[tuple[EntitySpec, EntitySpec, Relation, str]]:
+    """(type whose members they are, owner type, owner's relation, document) for every type that
+    reads its membership from the other side."""
+    for spec in ENTITY_SPECS:
+        if spec.members_from is not None:
+            owner = SPECS_BY_NAME[spec.members_from.owner]
+            relation = owner.relation(spec.members_from.relation)
+            yield spec, owner, relation, members_query(owner, relation)
+
 
 HEALTH = (
     f"query {HEALTH_OPERATION} {{ version {{ version hash build_time }} "
@@ -259,14 +276,14 @@ def all_documents() -> Iterator[str]:
         yield count_many_query([name], [])
     yield count_probes_query(tuple(probe for n in names for probe in sensor_probe_entries(n)))
     yield IMAGES_OF_GALLERY
-    yield IMAGES_OF_GALLERIES
+    for *_specs, document in members_queries():
+        yield document
     yield HEALTH
     yield STATS
 
 
 __all__ = [
     "HEALTH",
-    "IMAGES_OF_GALLERIES",
     "IMAGES_OF_GALLERY",
     "STATS",
     "STATS_KEYS",
@@ -278,6 +295,8 @@ __all__ = [
     "count_variable",
     "ids_query",
     "latest_updated_at_query",
+    "members_queries",
+    "members_query",
     "operation_name",
     "page_query",
     "tail_probe_query",

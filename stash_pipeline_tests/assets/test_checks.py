@@ -5,7 +5,7 @@ import dagster as dg
 
 from stash_pipeline.assets.checks import COUNT_CHECK, DERIVED_CHECK, DUPLICATES_CHECK, LINKS_CHECK
 from stash_pipeline.mirror.derived import DERIVED_TABLES
-from stash_pipeline.stash.entities import ENTITY_SPECS
+from stash_pipeline.model import ENTITY_SPECS
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 ALL_CHECKS = {

@@ -82,9 +82,9 @@ def _generate_child(scenes: int, images: int) -> None:
 
 # ------------------------------------------------------------------------------- measurements
 def bench_serving(scenes: int, images: int, page_size: int, sweep_page_size: int) -> list[Row]:
+    from stash_pipeline.model import IMAGES, SCENES
     from stash_pipeline.stash import queries
     from stash_pipeline.stash.client import StashClient
-    from stash_pipeline.stash.entities import IMAGES, SCENES
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()

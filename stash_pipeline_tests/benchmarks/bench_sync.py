@@ -88,8 +88,8 @@ def _emit(result: dict[str, Any]) -> None:
 def child_floor(cfg: dict[str, Any]) -> None:
     """Download and parse every page of every type, discarding them."""
     from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
+    from stash_pipeline.model import ENTITY_SPECS
     from stash_pipeline.stash.client import StashClient
-    from stash_pipeline.stash.entities import ENTITY_SPECS
 
     types: dict[str, Any] = {}
     # The same collector setting as the sync's (mirror.gc_pauses): the floor is the best read.
@@ -148,8 +148,8 @@ def child_engine(cfg: dict[str, Any]) -> None:
     import duckdb
 
     from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
+    from stash_pipeline.model import ENTITY_SPECS
     from stash_pipeline.stash.client import StashClient
-    from stash_pipeline.stash.entities import ENTITY_SPECS
 
     profiler = None
     if cfg.get("profile"):

@@ -23,7 +23,7 @@ import duckdb
 import httpx
 
 from stash_pipeline.instance import INSTANCE_YAML
-from stash_pipeline.stash.entities import ENTITY_SPECS
+from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline_tests.expected_mirror import (
     LINKS,
     SCALARS,

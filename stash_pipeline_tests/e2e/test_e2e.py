@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from stash_pipeline.mirror.derived import DERIVED_TABLES
-from stash_pipeline.stash.entities import ENTITY_SPECS
+from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline_tests.e2e.conftest import E2EStack
 from stash_pipeline_tests.e2e.stack import (
     FINISHED,

@@ -6,7 +6,7 @@ import httpx
 
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.server import serve
-from stash_pipeline.stash.entities import ENTITY_SPECS
+from stash_pipeline.model import ENTITY_SPECS
 
 
 def test_healthz_needs_no_key(make_fake_server) -> None:

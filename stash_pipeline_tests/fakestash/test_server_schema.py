@@ -17,7 +17,7 @@ from graphql import (
 )
 
 from stash_pipeline.fakestash.executor import load_schema
-from stash_pipeline.stash.entities import ENTITY_SPECS
+from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline_tests.shared_reference import EXAMPLE_QUERIES, REAL_SCHEMA, shared_file
 
 

@@ -10,7 +10,7 @@ incremental sync stores it.
 from datetime import date
 
 from stash_pipeline.fakestash.app import FakeStash
-from stash_pipeline.stash.entities import SPECS_BY_NAME
+from stash_pipeline.model import SPECS_BY_NAME
 from stash_pipeline.stash.queries import page_query
 from stash_pipeline_tests.cli_harness import CliEnv, outcome
 from stash_pipeline_tests.mirror.conftest import SCENARIO_SIZE

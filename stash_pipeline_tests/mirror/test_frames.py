@@ -13,9 +13,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from stash_pipeline.mirror.frames import PageShaper, relation_key
+from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME
 from stash_pipeline.stash.arrow_pages import entity_type as arrow_type
 from stash_pipeline.stash.client import StashClient
-from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME
 
 SYNCED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """A full sync (a backfill over every partition) makes the mirror equal to Stash, row by row."""
 
 from stash_pipeline.fakestash.generator import LibrarySize
-from stash_pipeline.stash.entities import SPECS_BY_NAME
+from stash_pipeline.model import SPECS_BY_NAME
 from stash_pipeline.stash.queries import ids_query
 from stash_pipeline_tests.sync_harness import ENTITY_NAMES
 

@@ -18,8 +18,8 @@ from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.mirror.db import fetch_row
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
+from stash_pipeline.model import SPECS_BY_NAME
 from stash_pipeline.stash.client import StashClient
-from stash_pipeline.stash.entities import SPECS_BY_NAME
 from stash_pipeline.stash.errors import StashGraphQLError
 from stash_pipeline.stash.queries import page_query
 

@@ -9,7 +9,7 @@ sweep only if the counts disagree afterwards), so there every answer about the t
 
 import pytest
 
-from stash_pipeline.stash.entities import SPECS_BY_NAME
+from stash_pipeline.model import SPECS_BY_NAME
 from stash_pipeline.stash.queries import ids_query
 from stash_pipeline_tests.mirror.test_incremental_scenarios import synced
 

@@ -15,7 +15,7 @@ import duckdb
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.mirror.schema import LINK_TABLES
-from stash_pipeline.stash.entities import ENTITY_SPECS, SPECS_BY_NAME
+from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME
 from stash_pipeline.stash.queries import page_query
 from stash_pipeline_tests.cli_harness import CliEnv, outcome, run_id_of
 

@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from stash_pipeline.fakestash.app import FakeStash
+from stash_pipeline.model import ENTITY_SPECS, SCENES, EntitySpec
 from stash_pipeline.stash import queries
 from stash_pipeline.stash.arrow_pages import decode_page, last_entity_id
 from stash_pipeline.stash.client import ReadStopped, StashClient
-from stash_pipeline.stash.entities import ENTITY_SPECS, SCENES, EntitySpec
 
 
 def _answer(client: StashClient, spec: EntitySpec, per_page: int = 40) -> bytes:

@@ -8,8 +8,7 @@ import pytest
 
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.server import FakeStashServer
-from stash_pipeline.stash.client import Page, StashClient
-from stash_pipeline.stash.entities import (
+from stash_pipeline.model import (
     ENTITY_SPECS,
     GALLERIES,
     GROUPS,
@@ -20,6 +19,7 @@ from stash_pipeline.stash.entities import (
     TAGS,
     EntitySpec,
 )
+from stash_pipeline.stash.client import Page, StashClient
 from stash_pipeline.stash.errors import StashConsistencyError
 from stash_pipeline_tests.stash.conftest import MakeClient
 
@@ -287,10 +287,10 @@ def test_gallery_image_pairs(
     expected = sorted((i, g) for g in galleries for i in small_fake.store.images_of_gallery(g))
     assert expected
     before = small_fake.request_count
-    assert client.gallery_image_pairs([*galleries, 999_999]) == expected
+    assert _gallery_image_pairs(client, [*galleries, 999_999]) == expected
     assert small_fake.request_count - before == -(-(len(galleries) + 1) // 5)  # one request per chunk
     one = galleries[0]
-    assert client.gallery_image_pairs([one]) == [(i, one) for i in client.image_ids_of_gallery(one)]
+    assert _gallery_image_pairs(client, [one]) == [(i, one) for i in client.image_ids_of_gallery(one)]
 
 
 @pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
@@ -314,3 +314,7 @@ def test_latest_updated_at_of_an_empty_type(
 ) -> None:
     client = make_client(make_fake_server(FakeStash()))
     assert client.latest_updated_at(SCENES) is None
+
+
+def _gallery_image_pairs(client: StashClient, gallery_ids: list[int]) -> list[tuple[int, int]]:
+    return client.member_pairs(IMAGES, IMAGES.relation("galleries"), gallery_ids)

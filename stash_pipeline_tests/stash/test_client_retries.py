@@ -8,8 +8,8 @@ import pytest
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer
+from stash_pipeline.model import SCENES, TAGS
 from stash_pipeline.stash.client import StashClient
-from stash_pipeline.stash.entities import SCENES, TAGS
 from stash_pipeline.stash.errors import (
     StashAuthError,
     StashGraphQLError,

@@ -19,8 +19,8 @@ from graphql import (
 )
 from graphql.language import Visitor
 
+from stash_pipeline.model import ENTITY_SPECS, SCENES, TAGS
 from stash_pipeline.stash import queries
-from stash_pipeline.stash.entities import ENTITY_SPECS, SCENES, TAGS
 from stash_pipeline_tests.shared_reference import REAL_SCHEMA, shared_file
 
 

@@ -1,0 +1,122 @@
+"""The records an entity type is declared with: columns, single references, link tables and the
+behaviour that differs between types.  The engine reads these fields; it never tests a type's name.
+"""
+
+from dataclasses import dataclass
+
+from stash_pipeline.model.kinds import Kind
+
+
+@dataclass(frozen=True)
+class Element:
+    """A value read from one element of a list field: ``files[0].path``."""
+
+    list_field: str
+    index: int
+    key: str
+
+
+@dataclass(frozen=True)
+class Column:
+    """A scalar column of the mirror table, read from GraphQL field ``source`` (default: ``name``)."""
+
+    name: str
+    kind: Kind
+    source: str | None = None  # GraphQL selection producing it, if not the same name
+    element: Element | None = None  # read from a list's element rather than field ``name``
+    # Stash changes this field without bumping updated_at: only full syncs refresh it
+    # (docs/stash-behaviour.md, "Changes that bump nothing").
+    unbumped: bool = False
+
+    @property
+    def selection(self) -> str:
+        return self.source or self.name
+
+    def mirror_columns(self) -> list[tuple[str, str]]:
+        """(column, DuckDB type) this column writes: the value and the kind's companions."""
+        return self.kind.mirror_columns(self.name)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A single reference stored on the entity row: ``studio_id`` from ``studio { id }``."""
+
+    column: str
+    field: str
+    target: str  # entity type (plural) it points at
+
+
+@dataclass(frozen=True)
+class LinkExtra:
+    """A link-table column beside the two ids, read from the list element: ``scene_index``."""
+
+    column: str
+    key: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A link table owned by this entity, replaced wholesale whenever the owner is fetched.
+
+    ``selection`` is the GraphQL sub-selection; ``target_path`` reads the target id from one list
+    element; ``extra`` names additional link columns read from the element.
+    """
+
+    table: str  # mirror link table, e.g. scene_tags
+    field: str  # GraphQL field on the owner, e.g. tags
+    owner_column: str  # e.g. scene_id
+    target_column: str  # e.g. tag_id
+    target_type: str  # entity type name of the target (plural), e.g. tags
+    selection: str  # e.g. "tags { id }"
+    target_path: tuple[str, ...] = ("id",)
+    extra: tuple[LinkExtra, ...] = ()
+    # The join table belongs to the other side in Stash; this side refreshes it too, because Stash
+    # bumps only this side when the link changes here (galleryUpdate(scene_ids), tag child_ids, ...).
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class MembersFrom:
+    """Membership this type cannot list itself and reads from the other side: a gallery has no
+    images field, so a bumped gallery's members are re-read from the images that list it
+    (``relation`` of entity type ``owner``, e.g. images.galleries → image_galleries)."""
+
+    owner: str
+    relation: str  # the owner's relation field
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    name: str  # plural, also the mirror table and asset name: scenes
+    singular: str  # scene
+    query: str  # findScenes
+    filter_arg: str  # scene_filter
+    filter_type: str  # SceneFilterType
+    result_key: str  # scenes
+    keyset: bool  # Stash offers an `id` criterion: page with id > last
+    order: int  # dependency order (referenced types first)
+    columns: tuple[Column, ...]
+    relations: tuple[Relation, ...] = ()
+    refs: tuple[Ref, ...] = ()
+    # A merge into a row of this type changes it without a bump (tagsMerge adds aliases to the
+    # destination silently): after a delete, every row is re-read.  Cheap for the small types.
+    reread_all_after_delete: bool = False
+    members_from: MembersFrom | None = None
+    description: str = ""
+
+    @property
+    def selection(self) -> str:
+        """The GraphQL selection for one entity of this type (what the mirror reads)."""
+        parts = ["id", "created_at", "updated_at"]
+        parts += [c.selection for c in self.columns]
+        parts += [f"{ref.field} {{ id }}" for ref in self.refs]
+        parts += [r.selection for r in self.relations]
+        return " ".join(dict.fromkeys(parts))
+
+    @property
+    def referenced_types(self) -> set[str]:
+        return {ref.target for ref in self.refs} | {r.target_type for r in self.relations}
+
+    def relation(self, field: str) -> Relation:
+        return next(r for r in self.relations if r.field == field)
