@@ -34,14 +34,16 @@ def _print_outcome(outcome) -> None:
     click.echo(header)
     for t in outcome.types:
         m = t.metadata
-        sync_type = m.get("sync_type", "?") + (" (skip)" if m.get("skipped") else "")
+        sync_type = m.sync_type + (" (skip)" if m.skipped else "")
         click.echo(
-            f"{t.entity_type:<11}{sync_type:<12}{m.get('fetched', 0):>9}{m.get('created', 0):>9}"
-            f"{m.get('updated', 0):>9}{m.get('deleted', 0):>9}{m.get('failed', 0):>8}"
-            f"{m.get('local_count', 0):>9}{m.get('stash_count', 0):>9}"
+            f"{t.entity_type:<11}{sync_type:<12}{m.fetched:>9}{m.created:>9}"
+            f"{m.updated:>9}{m.deleted:>9}{m.failed:>8}"
+            f"{m.local_count or 0:>9}{m.stash_count or 0:>9}"
         )
-        for failure in (m.get("failures") or [])[:5]:
+        for failure in (m.failures or [])[:5]:
             click.echo(f"    failed {t.entity_type} {failure.get('id')}: {failure.get('reason')}")
+        if m.schema_note:
+            click.echo(f"    {m.schema_note}")
     if outcome.derived:
         click.echo(f"derived: {', '.join(outcome.derived)}")
     if outcome.error:

@@ -14,12 +14,11 @@ from datetime import date
 import dagster as dg
 
 from stash_pipeline.assets.derived import DERIVED_GROUP
-from stash_pipeline.assets.partitions import keys_covering
+from stash_pipeline.assets.metadata import SyncMetadata
+from stash_pipeline.assets.partitions import last_partition_tags, range_tags
 from stash_pipeline.mirror.windows import overlap_bound, parse_stash_time
 from stash_pipeline.model import ENTITY_SPECS, spec_for
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 LAUNCHED_BY = "stash/launched_by"
 HOST_TAG = "stash/host"
 PID_TAG = "stash/pid"
@@ -29,7 +28,7 @@ PROCESS_START_TAG = "stash/process_start"  # guards against a reused pid
 @dataclass
 class TypeOutcome:
     entity_type: str
-    metadata: dict
+    metadata: SyncMetadata
 
 
 @dataclass
@@ -43,7 +42,7 @@ class RunOutcome:
 
     @property
     def partial(self) -> bool:
-        return any(t.metadata.get("failed", 0) for t in self.types)
+        return any(t.metadata.failed for t in self.types)
 
     @property
     def exit_code(self) -> int:
@@ -52,31 +51,14 @@ class RunOutcome:
         return 2 if self.partial else 0
 
 
-def latest_cursor(instance: dg.DagsterInstance, entity_type: str) -> str | None:
-    """The cursor recorded by the last materialization of an entity asset (no DuckDB access)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(entity_type))
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get("cursor")
-    text = getattr(value, "value", value)
-    return text or None
-
-
-def partition_range_tags(partitions: dg.TimeWindowPartitionsDefinition, since: date | None) -> dict[str, str]:
-    keys = partitions.get_partition_keys()
-    if since is None:
-        return {RANGE_START: keys[0], RANGE_END: keys[-1]}
-    first, last = keys_covering(partitions, since)
-    return {RANGE_START: first, RANGE_END: last}
-
-
 def incremental_since(
     instance: dg.DagsterInstance, types: Sequence[str], overlap_seconds: float
 ) -> date | None:
     """The earliest date an incremental run of ``types`` reads from (None: some type needs a full sync)."""
     earliest: date | None = None
     for entity_type in types:
-        cursor = latest_cursor(instance, entity_type)
+        last = SyncMetadata.latest(instance, entity_type)
+        cursor = last.cursor if last else None
         if cursor is None:
             return None
         bound = parse_stash_time(overlap_bound(cursor, overlap_seconds)).date()
@@ -167,15 +149,14 @@ def run_sync(
     entity_keys = [dg.AssetKey(n) for n in names]
     partitions = defs.resolve_assets_def(entity_keys[0]).partitions_def
     if mode == "full":
-        tags = partition_range_tags(partitions, None)
+        tags = range_tags(partitions)
     elif mode == "specific":
-        keys = partitions.get_partition_keys()
-        tags = {RANGE_START: keys[-1], RANGE_END: keys[-1]}
+        tags = last_partition_tags(partitions)
     else:
         start = (
             parse_stash_time(since).date() if since else incremental_since(instance, names, overlap_seconds)
         )
-        tags = partition_range_tags(partitions, start)
+        tags = range_tags(partitions, start)
     config: dict = {"mode": mode, "allow_mass_delete": allow_mass_delete}
     if since:
         config["since"] = since
@@ -201,8 +182,7 @@ def run_sync(
     for name in names:
         events = result.asset_materializations_for_node(name)
         if events:
-            meta = {k: getattr(v, "value", v) for k, v in events[-1].metadata.items()}
-            outcome.types.append(TypeOutcome(name, meta))
+            outcome.types.append(TypeOutcome(name, SyncMetadata.parse(events[-1].metadata)))
     outcome.derived = [
         k.to_user_string() for k in derived_keys if result.asset_materializations_for_node(k.path[-1])
     ]

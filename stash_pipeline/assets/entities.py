@@ -108,6 +108,8 @@ def build_entity_asset(
                 should_stop=cancellation_check(context),
             )
             report = sync.run(request)
+            if report.schema_note:
+                context.log.info(report.schema_note)
             tracker.update(report.fetched, report.fetched, report.pages, done=True)
             metadata = report_metadata(con, spec, report, settings.overlap_seconds)
         if report.failed:

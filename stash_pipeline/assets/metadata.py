@@ -1,4 +1,10 @@
-"""Materialization metadata for a sync: the numbers the UI plots and the history explains."""
+"""The sync-metadata record: one typed contract between the entity assets, which write it on every
+materialization, and the sensor, the runner and the CLI, which read it back from the Dagster
+instance (never opening DuckDB while a run may hold it)."""
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -19,51 +25,119 @@ def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in rows])
 
 
-def report_metadata(
-    con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float = 3600
-) -> dict:
-    """Metadata of one sync: what the UI plots and what the smart-sync sensor reads back.
+@dataclass(frozen=True)
+class SyncMetadata:
+    """What one sync of one type recorded.
 
-    ``cursor``, ``local_count``, ``window_bound`` and ``window_count`` let the sensor decide, from
-    the instance alone (never opening DuckDB while a run may hold it), whether Stash changed.
+    ``cursor``, ``local_count``, ``window_bound`` and ``window_count`` let the sensor decide from
+    the instance alone whether Stash changed; the counts are what the UI plots and the history
+    explains.
     """
-    local = fetch_scalar(con, f"SELECT count(*) FROM {spec.name}")
-    cursor = read_state(con, spec.name).cursor
-    window_bound = overlap_bound(cursor, overlap_seconds) if cursor else ""
-    window_count = (
-        fetch_scalar(con, f"SELECT count(*) FROM {spec.name} WHERE updated_at_text >= ?", [window_bound])
-        if cursor
-        else 0
-    )
-    metadata: dict = {
-        "sync_type": report.sync_type,
-        "status": report.status,
-        "window": report.window,
-        "skipped": report.skipped,
-        "fetched": dg.MetadataValue.int(report.fetched),
-        "created": dg.MetadataValue.int(report.created),
-        "updated": dg.MetadataValue.int(report.updated),
-        "unchanged": dg.MetadataValue.int(report.unchanged),
-        "deleted": dg.MetadataValue.int(report.deleted),
-        "failed": dg.MetadataValue.int(report.failed),
-        # Rows Stash sent twice in one page (stored once; the last copy wins).
-        "duplicates": dg.MetadataValue.int(report.duplicates),
-        "repaired": dg.MetadataValue.int(report.repaired),
-        "pages": dg.MetadataValue.int(report.pages),
-        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
-        "rows_per_second": dg.MetadataValue.float(report.rows_per_second),
-        "cursor": cursor or "",
-        "window_bound": window_bound,
-        "window_count": dg.MetadataValue.int(window_count),
-        "stash_count": dg.MetadataValue.int(report.stash_count if report.stash_count is not None else -1),
-        "local_count": dg.MetadataValue.int(local),
-        "dagster/row_count": dg.MetadataValue.int(local),
-        "dagster/column_schema": table_schema(con, spec.name),
-    }
-    if report.changed_fields:
-        metadata["changed_fields"] = dg.MetadataValue.json(report.changed_fields)
-    if report.failures:
-        metadata["failures"] = dg.MetadataValue.json(
-            [{"id": i, "reason": r} for i, r in report.failures[:20]]
+
+    sync_type: str = ""
+    status: str = ""
+    window: str = ""
+    skipped: bool = False
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    duplicates: int = 0  # rows Stash sent twice in one page (stored once; the last copy wins)
+    repaired: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+    cursor: str | None = None
+    window_bound: str | None = None
+    window_count: int | None = None
+    stash_count: int | None = None
+    local_count: int | None = None
+    changed_fields: dict[str, int] | None = None
+    failures: list[dict] | None = None
+    schema_note: str | None = None  # "scenes: 1 new column (code), re-read all rows to fill it"
+
+    @classmethod
+    def from_report(
+        cls, con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float
+    ) -> "SyncMetadata":
+        cursor = read_state(con, spec.name).cursor
+        window_bound = overlap_bound(cursor, overlap_seconds) if cursor else None
+        window_count = (
+            fetch_scalar(con, f"SELECT count(*) FROM {spec.name} WHERE updated_at_text >= ?", [window_bound])
+            if window_bound
+            else None
         )
-    return metadata
+        return cls(
+            sync_type=report.sync_type,
+            status=report.status,
+            window=report.window,
+            skipped=report.skipped,
+            fetched=report.fetched,
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            deleted=report.deleted,
+            failed=report.failed,
+            duplicates=report.duplicates,
+            repaired=report.repaired,
+            pages=report.pages,
+            seconds=round(report.seconds, 3),
+            rows_per_second=report.rows_per_second,
+            cursor=cursor,
+            window_bound=window_bound,
+            window_count=window_count,
+            stash_count=report.stash_count,
+            local_count=fetch_scalar(con, f"SELECT count(*) FROM {spec.name}"),
+            changed_fields=report.changed_fields or None,
+            failures=[{"id": i, "reason": r} for i, r in report.failures[:20]] or None,
+            schema_note=report.schema_note,
+        )
+
+    def to_dagster(self) -> dict[str, Any]:
+        """Dagster metadata values; absent values are left out (Dagster has no null)."""
+        out: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if value is None:
+                continue
+            if isinstance(value, bool | str):
+                out[name] = value
+            elif isinstance(value, int):
+                out[name] = dg.MetadataValue.int(value)
+            elif isinstance(value, float):
+                out[name] = dg.MetadataValue.float(value)
+            else:
+                out[name] = dg.MetadataValue.json(value)
+        if self.local_count is not None:
+            out["dagster/row_count"] = dg.MetadataValue.int(self.local_count)
+        return out
+
+    @classmethod
+    def parse(cls, metadata: Mapping[str, Any]) -> "SyncMetadata":
+        """From a materialization's metadata (Dagster's values or plain ones)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in metadata.items() if k in known}
+        # Older runs wrote "" for no cursor and -1 for an unknown count.
+        for key in ("cursor", "window_bound"):
+            if values.get(key) == "":
+                values[key] = None
+        if values.get("stash_count") == -1:
+            values["stash_count"] = None
+        return cls(**values)
+
+    @classmethod
+    def latest(cls, instance: dg.DagsterInstance, entity_type: str) -> "SyncMetadata | None":
+        """The record of the latest materialization of an entity asset, if any."""
+        event = instance.get_latest_materialization_event(dg.AssetKey(entity_type))
+        if event is None or event.asset_materialization is None:
+            return None
+        return cls.parse(event.asset_materialization.metadata)
+
+
+def report_metadata(
+    con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float
+) -> dict[str, Any]:
+    """The materialization metadata of one sync: the record, and the table's schema for the UI."""
+    record = SyncMetadata.from_report(con, spec, report, overlap_seconds)
+    return {**record.to_dagster(), "dagster/column_schema": table_schema(con, spec.name)}

@@ -35,11 +35,36 @@ def window_for(
     return TextWindow(lower, upper)
 
 
-def keys_covering(partitions: dg.TimeWindowPartitionsDefinition, since: date) -> tuple[str, str]:
-    """The partition range from the month holding ``since`` to the last partition."""
+# Dagster's tags for a run over a partition range (one run for many partitions).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def keys_covering(partitions: dg.TimeWindowPartitionsDefinition, since: date | None) -> tuple[str, str]:
+    """The partition range from the partition holding ``since`` to the last one (all of them for
+    None, or a ``since`` before the first)."""
     all_keys = partitions.get_partition_keys()
-    start = since.replace(day=1).isoformat()
-    first = next((k for k in all_keys if k >= start), all_keys[-1])
-    if start < all_keys[0]:
-        first = all_keys[0]
+    first = all_keys[0]
+    if since is not None:
+        for key in all_keys:
+            if partitions.time_window_for_partition_key(key).end.date() > since:
+                first = key
+                break
+        else:
+            first = all_keys[-1]
     return first, all_keys[-1]
+
+
+def range_tags(partitions: dg.TimeWindowPartitionsDefinition, since: date | None = None) -> dict[str, str]:
+    """The run tags of a run over the partitions from ``since`` on (all of them for None): the one
+    place the CLI, the sensor and the schedules turn "what to read" into a partition range."""
+    if not partitions.get_partition_keys():
+        return {}
+    first, last = keys_covering(partitions, since)
+    return {RANGE_START: first, RANGE_END: last}
+
+
+def last_partition_tags(partitions: dg.TimeWindowPartitionsDefinition) -> dict[str, str]:
+    """The run tags of a run over the last partition alone."""
+    last = partitions.get_partition_keys()[-1]
+    return {RANGE_START: last, RANGE_END: last}

@@ -6,7 +6,7 @@ bumping ``updated_at`` (o-counter, play counts, sub-group edits) are refreshed t
 
 import dagster as dg
 
-from stash_pipeline.automation.sensors import RANGE_END, RANGE_START
+from stash_pipeline.assets.partitions import range_tags
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.settings import Settings
 
@@ -14,12 +14,10 @@ from stash_pipeline.settings import Settings
 def _all_types_request(partitions: dg.TimeWindowPartitionsDefinition, mode: str) -> dg.RunRequest:
     """Every type in ``mode``, over every partition (each type reads from its own cursor when
     incremental, so the range is bookkeeping; for a full sync it is the whole library)."""
-    keys = partitions.get_partition_keys()  # as of now (a manual test tick has no scheduled time)
     return dg.RunRequest(
         run_config={"ops": {s.name: {"config": {"mode": mode}} for s in ENTITY_SPECS}},
         tags={
-            RANGE_START: keys[0],
-            RANGE_END: keys[-1],
+            **range_tags(partitions),  # as of now (a manual test tick has no scheduled time)
             "stash/launched_by": "schedule",
             "stash/sync_type": mode,
         },

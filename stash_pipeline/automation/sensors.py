@@ -9,18 +9,18 @@ change, in incremental mode.  Deletes and merges bump nothing, but they lower th
 
 import hashlib
 import json
-from dataclasses import dataclass
+from datetime import date
 
 import dagster as dg
 
+from stash_pipeline.assets.metadata import SyncMetadata
+from stash_pipeline.assets.partitions import range_tags
 from stash_pipeline.mirror.windows import parse_stash_time, since_criterion
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
 from stash_pipeline.stash.errors import StashError
 from stash_pipeline.stash.queries import sensor_probe_entries
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -31,27 +31,9 @@ ACTIVE_STATUSES = [
 ENTITY_KEYS = {dg.AssetKey(s.name) for s in ENTITY_SPECS}
 
 
-@dataclass(frozen=True)
-class LastSync:
-    """What the latest materialization of an entity asset recorded."""
-
-    cursor: str | None
-    local_count: int | None
-    window_bound: str | None
-    window_count: int | None
-
-    @classmethod
-    def read(cls, instance: dg.DagsterInstance, entity_type: str) -> "LastSync":
-        event = instance.get_latest_materialization_event(dg.AssetKey(entity_type))
-        if event is None or event.asset_materialization is None:
-            return cls(None, None, None, None)
-        meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-        return cls(
-            cursor=meta.get("cursor") or None,
-            local_count=meta.get("local_count"),
-            window_bound=meta.get("window_bound") or None,
-            window_count=meta.get("window_count"),
-        )
+def last_sync(instance: dg.DagsterInstance, entity_type: str) -> SyncMetadata:
+    """The latest sync record of a type (an empty one if it never synced)."""
+    return SyncMetadata.latest(instance, entity_type) or SyncMetadata()
 
 
 def active_sync_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -60,7 +42,7 @@ def active_sync_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [r for r in runs if r.asset_selection is None or ENTITY_KEYS & set(r.asset_selection)]
 
 
-def changed_types(last: dict[str, LastSync], counts: dict[str, int]) -> dict[str, str]:
+def changed_types(last: dict[str, SyncMetadata], counts: dict[str, int]) -> dict[str, str]:
     """Which types changed, each with the reason (for the tick's log and the run's tags)."""
     reasons: dict[str, str] = {}
     for spec in ENTITY_SPECS:
@@ -93,7 +75,7 @@ def build_smart_sync_sensor(
             return dg.SkipReason(
                 f"a sync is queued or running ({active[0].run_id[:8]}); not piling up another"
             )
-        last = {s.name: LastSync.read(context.instance, s.name) for s in ENTITY_SPECS}
+        last = {s.name: last_sync(context.instance, s.name) for s in ENTITY_SPECS}
         probes: dict[str, tuple[str, dict | None]] = {}
         for spec in ENTITY_SPECS:
             state = last[spec.name]
@@ -115,7 +97,7 @@ def build_smart_sync_sensor(
         if not reasons:
             return dg.SkipReason("no change in Stash since the last sync (one probe request)")
         types = [s.name for s in ENTITY_SPECS if s.name in reasons]
-        tags = range_tags(partitions, [last[t] for t in types])
+        tags = range_tags(partitions, since_of([last[t] for t in types]))
         fingerprint = json.dumps(
             {"types": types, "cursors": {t: last[t].cursor for t in types}, "counts": counts}, sort_keys=True
         )
@@ -131,16 +113,9 @@ def build_smart_sync_sensor(
     return stash_smart_sync
 
 
-def range_tags(partitions: dg.TimeWindowPartitionsDefinition, states: list[LastSync]) -> dict[str, str]:
-    """Partitions from the month of the earliest re-read bound to the last one (all if never synced)."""
-    keys = partitions.get_partition_keys()
+def since_of(states: list[SyncMetadata]) -> date | None:
+    """The earliest date the types' next incremental runs re-read from (None: some never synced)."""
     bounds = [s.window_bound or s.cursor for s in states]
-    if not keys:
-        return {}
-    if any(b is None for b in bounds):
-        return {RANGE_START: keys[0], RANGE_END: keys[-1]}
-    earliest = min(parse_stash_time(b).date() for b in bounds if b).replace(day=1).isoformat()
-    first = next((k for k in keys if k >= earliest), keys[-1])
-    if earliest < keys[0]:
-        first = keys[0]
-    return {RANGE_START: first, RANGE_END: keys[-1]}
+    if not bounds or any(b is None for b in bounds):
+        return None
+    return min(parse_stash_time(b).date() for b in bounds if b)

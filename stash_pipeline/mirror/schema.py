@@ -1,4 +1,5 @@
-"""The mirror's DuckDB schema, generated from the entity specs (DESIGN.md §3 is the contract).
+"""The mirror's DuckDB schema, generated from the entity model (docs/architecture.md, "The mirror's
+tables", is the contract).
 
 Entity tables have ``id BIGINT PRIMARY KEY``; link tables have no key constraint (DuckDB's
 constraint checks make delete-then-insert of the same key in one transaction fragile), so their
@@ -6,6 +7,7 @@ uniqueness is kept by the merge code and verified by the asset checks.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -109,7 +111,15 @@ OPERATIONAL_DDL = [
         -- Resume position of an interrupted run: its run kind/window and the last committed id.
         resume_key VARCHAR,
         resume_after_id BIGINT,
-        resume_cursor VARCHAR
+        resume_cursor VARCHAR,
+        -- Columns added to this type's table by an upgrade: its next sync re-reads every row.
+        refill_columns VARCHAR[]
+    )""",
+    """CREATE TABLE IF NOT EXISTS mirror_schema (
+        version INTEGER NOT NULL,            -- SCHEMA_VERSION of the code that last upgraded it
+        fingerprint VARCHAR NOT NULL,        -- of every table's columns, to skip the catalog check
+        upgraded_at TIMESTAMPTZ NOT NULL,
+        upgraded_by VARCHAR                  -- stash-pipeline version
     )""",
 ]
 
@@ -129,28 +139,21 @@ def link_ddl(table: LinkTable) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols})"
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every mirror and operational table that does not exist yet (idempotent).
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> "SchemaChanges":
+    """Bring the mirror to the current schema in place (``mirror.evolution``)."""
+    from stash_pipeline.mirror.evolution import evolve  # it builds on this module's DDL
 
-    One catalog query when everything is there already (every sync of every type calls this)."""
-    names = [spec.name for spec in ENTITY_SPECS] + list(LINK_TABLES) + ["sync_runs", "sync_log", "sync_state"]
-    present = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND table_name IN "
-        "(SELECT unnest($names))",
-        {"names": names},
-    ).fetchall()[0][0]
-    legacy_index = con.execute(
-        "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'sync_log_entity'"
-    ).fetchall()[0][0]
-    if present == len(names) and not legacy_index:
-        return
-    for spec in ENTITY_SPECS:
-        con.execute(entity_ddl(spec))
-    for table in LINK_TABLES.values():
-        con.execute(link_ddl(table))
-    for ddl in OPERATIONAL_DDL:
-        con.execute(ddl)
-    # No index on sync_log: an entity's history is a filtered scan of the column store (milliseconds
-    # at millions of rows), while an ART index grew with the log, in memory, and slowed every insert.
-    con.execute("DROP INDEX IF EXISTS sync_log_entity")
+    return evolve(con)
+
+
+def owning_specs(table: str) -> list[EntitySpec]:
+    """The entity types whose fetch writes ``table`` (the table itself, or a link table they own)."""
+    return [
+        spec
+        for spec in ENTITY_SPECS
+        if spec.name == table or any(rel.table == table and not rel.reverse for rel in spec.relations)
+    ]
+
+
+if TYPE_CHECKING:
+    from stash_pipeline.mirror.evolution import SchemaChanges

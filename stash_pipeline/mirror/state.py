@@ -23,6 +23,7 @@ class SyncState:
     resume_key: str | None = None
     resume_after_id: int | None = None
     resume_cursor: str | None = None
+    refill_columns: list[str] | None = None
 
 
 STATE_COLUMNS = [f.name for f in fields(SyncState)]

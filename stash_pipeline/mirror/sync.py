@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from stash_pipeline.mirror.db import ROW_GROUP_ROWS, GroupCommit, fetch_scalar
+from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
 from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
 from stash_pipeline.mirror.merge import (
@@ -117,6 +118,12 @@ class SyncReport:
     error: str | None = None
     failures: list[tuple[int | None, str]] = field(default_factory=list)
     changed_fields: dict[str, int] = field(default_factory=dict)
+    # Columns an upgrade added, filled by this (full) run: "scenes: 1 new column (code), ...".
+    filled_columns: list[str] = field(default_factory=list)
+
+    @property
+    def schema_note(self) -> str | None:
+        return refill_message(self.entity_type, self.filled_columns) if self.filled_columns else None
 
     @property
     def rows_per_second(self) -> float:
@@ -383,7 +390,16 @@ class EntitySync:
             mode = "full"  # nothing synced yet: an incremental run has no cursor to start from
         if mode == "window" and request.window.is_open:
             mode = "full"
+        refill = list(state.refill_columns or [])
+        if refill and mode in ("incremental", "window"):
+            # An upgrade added columns (or link tables) to this type: only a read of every row fills
+            # them, so this run reads every row, whatever it was asked for.
+            mode = "full"
+        if refill and mode == "full":
+            log.info("%s", refill_message(self.spec.name, refill))
         report = SyncReport(self.spec.name, mode, request.run_id, cursor_before=state.cursor)
+        if mode == "full":
+            report.filled_columns = refill
         criterion = self._criterion(mode, request, state.cursor)
         report.window = _describe(mode, request, criterion)
         now = datetime.now(UTC)
@@ -777,6 +793,7 @@ class EntitySync:
                 values["cursor"] = report.cursor_after
         if final and report.sync_type == "full":
             values["last_full_sync_at"] = now
+            values["refill_columns"] = None
         if final and report.sync_type == "incremental":
             values["last_incremental_sync_at"] = now
         if report.skipped:

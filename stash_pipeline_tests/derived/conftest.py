@@ -19,12 +19,13 @@ import duckdb
 import pytest
 
 from stash_pipeline.assets.derived import DERIVED_GROUP
+from stash_pipeline.assets.partitions import RANGE_END, RANGE_START
 from stash_pipeline.definitions import build_definitions
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer
 from stash_pipeline.model import ENTITY_SPECS
-from stash_pipeline.runner import RANGE_END, RANGE_START, RunOutcome, run_sync
+from stash_pipeline.runner import RunOutcome, run_sync
 from stash_pipeline.settings import Settings
 from stash_pipeline_tests.expected_derived import derived_differences
 from stash_pipeline_tests.expected_mirror import mirror_differences

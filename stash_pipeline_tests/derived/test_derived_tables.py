@@ -152,7 +152,7 @@ def test_incremental_change_recomputes_derived(derived_env, scenario):
     before = {t.name: snapshot(env, t.name) for t in DERIVED_TABLES}
     changed = SCENARIOS[scenario](env.fake)
     outcome = env.cli("incremental")  # ONE run: the entity assets, then the derived assets
-    assert {t.metadata["sync_type"] for t in outcome.types} == {"incremental"}
+    assert {t.metadata.sync_type for t in outcome.types} == {"incremental"}
     assert sorted(outcome.derived) == sorted(k.to_user_string() for k in env.derived_keys())
     env.assert_consistent()
     after = {t.name: snapshot(env, t.name) for t in DERIVED_TABLES}
