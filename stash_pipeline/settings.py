@@ -2,7 +2,7 @@
 
 One frozen object read once, so every component sees the same values; the environment wins over
 ``.env`` so a deployment can override a checked-in file.  The API key is never shown: ``repr`` and
-``str`` print ``'***'`` in its place (DESIGN §2 rule 8).
+``str`` print ``'***'`` in its place (docs/architecture.md §2 rule 8).
 """
 
 import os
@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+from stash_pipeline.mirror.db import ROW_GROUP_ROWS
 
 DEFAULT_STASH_URL = "http://127.0.0.1:9999"
 DEFAULT_DB_PATH = "data/stash.duckdb"
@@ -64,7 +66,10 @@ def load_env_file(path: str | os.PathLike[str] = ".env") -> list[str]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable by environment; defaults suit a local Stash on port 9999."""
+    """Everything configurable by environment; defaults suit a local Stash on port 9999.
+
+    The one place every knob's default is written: the client, the resources and the sync options
+    take theirs from here."""
 
     stash_url: str = DEFAULT_STASH_URL
     api_key: str | None = None
@@ -76,8 +81,10 @@ class Settings:
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
     duckdb_memory_limit: str = "128MB"
-    merge_rows: int = 20_480  # a sixth of a DuckDB row group (mirror.sync.SyncOptions)
-    commit_rows: int = 122_880  # a DuckDB row group
+    # Rows shaped and merged together (a sixth of a DuckDB row group), and rows per commit (a whole
+    # row group, written compressed straight to the file): see ``mirror.sync.SyncOptions``.
+    merge_rows: int = ROW_GROUP_ROWS // 6
+    commit_rows: int = ROW_GROUP_ROWS
     sensor_interval_seconds: int = 300
     full_sync_cron: str = "0 3 * * *"
     incremental_cron: str = "*/30 * * * *"

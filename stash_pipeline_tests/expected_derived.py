@@ -1,7 +1,7 @@
 """What the derived tables hold, computed in plain Python from the fake's truth export.
 
 Deliberately independent of ``stash_pipeline.mirror.derived``: no SQL, no mirror tables, only the
-contract of DESIGN.md §3 applied to the fake's raw state (the same way ``expected_mirror`` states
+contract of docs/architecture.md §3 applied to the fake's raw state (the same way ``expected_mirror`` states
 what the mirror tables hold).  Tests compare these rows with the DuckDB tables.
 
 - ``images_effective``: an image's own studio/date/photographer/details, or where the image has

@@ -1,7 +1,7 @@
 """What a correct mirror holds, computed in plain Python from the fake's truth export.
 
 Deliberately independent of the sync code: no entity specs, no Polars, no SQL; only the contract
-of DESIGN.md §3 applied to the fake's raw state.  Tests compare these rows with the DuckDB tables.
+of docs/architecture.md §3 applied to the fake's raw state.  Tests compare these rows with the DuckDB tables.
 """
 
 from datetime import UTC, date, datetime

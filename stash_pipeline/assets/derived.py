@@ -22,7 +22,7 @@ def _derived_automation() -> dg.AutomationCondition:
     it was last requested; never while an input or the table itself is being written.
 
     Not ``eager()``: (1) its ``~any_deps_missing()`` clause waits forever while any upstream month
-    partition is missing (DAGSTER_NOTES.md §0 item 9); (2) in dagster 1.13 its trigger and reset
+    partition is missing (measured with dagster 1.13: `eager()` never fires on an unpartitioned asset while some upstream partition was never materialized); (2) in dagster 1.13 its trigger and reset
     are OR/AND compositions, which drop the timestamps ``since`` uses to order two events seen in
     the same tick, so an input materialized after a derived run finished but before the next tick
     (another sync's run, queued behind it on the writer pool) was swallowed: the table stayed stale

@@ -1,7 +1,7 @@
 """The fake server's clock and local time zone.
 
 Stash writes timestamps with Go's ``time.RFC3339`` in the *process's local offset*, whole seconds
-(STASH_API.md §4).  The fake reproduces that: every timestamp it writes is formatted in the offset
+(docs/stash-behaviour.md §4).  The fake reproduces that: every timestamp it writes is formatted in the offset
 in force at that instant, so a DST switch produces rows whose text order disagrees with their
 instant order, exactly as a real server does.
 
@@ -117,5 +117,5 @@ class ServerClock:
         return self.zone.format(self.now() if epoch is None else epoch)
 
     def stamp_tomorrow(self) -> str:
-        """Default upper bound of a BETWEEN without value2: local now + 1 day (STASH_API.md §3)."""
+        """Default upper bound of a BETWEEN without value2: local now + 1 day (docs/stash-behaviour.md §3)."""
         return self.zone.format(self.now() + timedelta(days=1).total_seconds())

@@ -8,7 +8,7 @@ from the store's entity dicts (``{"id": str(o["id"]), "title": o.get("title"), .
 ``exec``s it.  Per request only variables are coerced, root arguments evaluated, and the projector
 run.
 
-Semantics reproduced from Stash (STASH_API.md §2-§3): paging (per_page null 25 / negative all /
+Semantics reproduced from Stash (docs/stash-behaviour.md §2-§3): paging (per_page null 25 / negative all /
 0 none), per-type sort allow-lists, no ORDER BY without a sort for scenes/images/galleries (the
 fake returns a different order on every request), ties shuffled per request, ``ids`` in input
 order with Stash's errors, timestamp criteria compared as raw TEXT with SQLite's numeric coercion

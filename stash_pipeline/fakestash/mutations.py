@@ -1,4 +1,4 @@
-"""Writes to the fake Stash, each with Stash's exact ``updated_at`` bump rules (STASH_API.md §6).
+"""Writes to the fake Stash, each with Stash's exact ``updated_at`` bump rules (docs/stash-behaviour.md §6).
 
 The point of the fake is to make a mirror's incremental sync fail the way it would against a real
 server, so every method reproduces which rows Stash bumps and which it silently leaves alone:
@@ -363,7 +363,7 @@ class Mutations:
 
     def move_file(self, kind: str, id: Any, path: str, file_index: int = 0) -> None:
         """A rename/move found by a rescan: the file's path and ``updated_at`` change, the scene,
-        image or gallery that owns it is NOT bumped (STASH_API.md §6)."""
+        image or gallery that owns it is NOT bumped (docs/stash-behaviour.md §6)."""
         with self.store.lock:
             if kind not in ("scene", "image", "gallery"):
                 raise ValueError(f"only scenes, images and galleries have files, not {kind!r}")

@@ -195,7 +195,7 @@ class Store:
     def delete(self, kind: str, entity_id: int) -> Entity:
         """Delete one entity with Stash's FK semantics: join rows cascade, references SET NULL.
 
-        Bumps nothing: a delete never touches another row's ``updated_at`` (STASH_API.md §6).
+        Bumps nothing: a delete never touches another row's ``updated_at`` (docs/stash-behaviour.md §6).
         """
         entity = self.tables[kind].pop(entity_id)
         self._sorted_ids[kind] = None

@@ -1,4 +1,4 @@
-"""SQL for the derived tables (DESIGN.md §3): recomputed from the mirror, never written into it.
+"""SQL for the derived tables (docs/architecture.md §3): recomputed from the mirror, never written into it.
 
 Each table is rebuilt whole with ``CREATE OR REPLACE TABLE … AS`` in one transaction: on a
 million images this is a few seconds of DuckDB, cheaper and simpler than incremental upkeep, and

@@ -3,7 +3,7 @@ with change detection.
 
 The caller's transaction holds the entity upsert, the replacement of the batch's link rows, its
 ``sync_log`` rows and the resume position, so a killed run loses at most the batch in flight and a
-rerun resumes where the last commit left off (DESIGN.md §2 rule 3, per batch rather than per page).
+rerun resumes where the last commit left off (docs/architecture.md §2 rule 3, per batch rather than per page).
 """
 
 import contextlib

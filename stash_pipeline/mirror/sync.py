@@ -30,7 +30,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from stash_pipeline.mirror.db import ROW_GROUP_ROWS, GroupCommit, fetch_scalar
+from stash_pipeline.mirror.db import GroupCommit, fetch_scalar
 from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
 from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
@@ -46,6 +46,7 @@ from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline.mirror.state import finish_run_row, read_state, start_run_row, update_state
 from stash_pipeline.mirror.windows import TextWindow, max_text, overlap_bound, since_criterion
 from stash_pipeline.model import SPECS_BY_NAME, EntitySpec
+from stash_pipeline.settings import Settings
 from stash_pipeline.stash.client import Page
 
 log = logging.getLogger("stash_pipeline.sync")
@@ -63,23 +64,23 @@ class SyncCancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class SyncOptions:
-    page_size: int = 1000
-    overlap_seconds: float = 3600
-    max_delete_fraction: float = 0.05
+    page_size: int = Settings.page_size
+    overlap_seconds: float = Settings.overlap_seconds
+    max_delete_fraction: float = Settings.max_delete_fraction
     delete_guard_min_rows: int = 10  # below this many deletes the fraction guard does not apply
     allow_mass_delete: bool = False
     # > 0: fetch and shape on a background thread while merging (see ``shaped_batches``).
     prefetch: int = 1
     # Pages are shaped and merged together in batches of this many rows, or fewer after
     # ``flush_seconds`` (see ``shaped_batches``): a sixth of a DuckDB row group.
-    merge_rows: int = ROW_GROUP_ROWS // 6
+    merge_rows: int = Settings.merge_rows
     flush_seconds: float = 0.5
     # Batches share one transaction until it holds this many rows, or has been open
     # ``commit_seconds`` (a read too short to fill one commits batch by batch).  A whole row group
     # per commit is written compressed, straight to the file; 20,000 rows a commit went through the
     # write-ahead log and were compressed again at each checkpoint: DuckDB's part of a full sync of
     # 1M images took 4.0 s instead of 2.8 s.
-    commit_rows: int = ROW_GROUP_ROWS
+    commit_rows: int = Settings.commit_rows
     commit_seconds: float = 2.0
 
 

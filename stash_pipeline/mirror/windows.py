@@ -1,4 +1,4 @@
-"""Filters on ``updated_at`` that are exact under Stash's text comparison (STASH_API.md §3).
+"""Filters on ``updated_at`` that are exact under Stash's text comparison (docs/stash-behaviour.md §3).
 
 Stash binds the criterion value as raw text and compares it byte-wise with strings stored in the
 server's local offset.  Two kinds of bound are therefore exact:

@@ -1,7 +1,7 @@
 """Resources: the Stash API (URL and key from the environment) and the DuckDB mirror.
 
 The API key is resolved from the environment at run time (``EnvVar``), so the run config shown in
-the UI names the variable, never the key (DESIGN.md §2 rule 8).
+the UI names the variable, never the key (docs/architecture.md §2 rule 8).
 """
 
 import contextlib
@@ -22,9 +22,9 @@ class StashResource(dg.ConfigurableResource):
 
     url: str = Field(description="Stash base URL; the client posts to <url>/graphql.")
     api_key: str | None = Field(default=None, description="Stash API key (from STASH_API_KEY).")
-    timeout: float = 30.0
-    retries: int = 5
-    page_size: int = 1000
+    timeout: float = Settings.timeout
+    retries: int = Settings.retries
+    page_size: int = Settings.page_size
 
     @contextlib.contextmanager
     def client(self) -> Iterator[StashClient]:

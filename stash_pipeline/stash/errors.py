@@ -14,7 +14,7 @@ Hierarchy::
     └── StashNotReadyError      the server is up but not usable (systemStatus != OK)
 
 No message built here ever includes the API key: the client redacts any text it did not write
-itself before it reaches an exception (DESIGN §2 rule 8).
+itself before it reaches an exception (docs/architecture.md §2 rule 8).
 """
 
 from collections.abc import Sequence
@@ -41,7 +41,7 @@ class StashGraphQLError(StashError):
 class StashNotFoundError(StashGraphQLError):
     """An ``ids:`` query failed because one id does not exist ("<type> with id N not found").
 
-    Stash fails the *whole* query on one missing id (STASH_API §2), so the caller drops
+    Stash fails the *whole* query on one missing id (docs/stash-behaviour.md §2), so the caller drops
     ``entity_id`` and asks again.
     """
 

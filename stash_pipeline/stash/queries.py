@@ -1,6 +1,6 @@
 """Every GraphQL document the client sends, built from the entity model (``stash_pipeline.model``).
 
-Rules baked in here (STASH_API §2, DESIGN §2 rule 1):
+Rules baked in here (docs/stash-behaviour.md §2, docs/architecture.md §2 rule 1):
 - every find query carries a ``filter`` with ``per_page`` *and* ``sort: "id"``: without ``per_page``
   Stash returns 25 rows, and without ``sort`` scenes/images/galleries have no ORDER BY at all (the
   one exception, ``latest_updated_at_query``, reads a single value sorted by ``updated_at``);
@@ -94,7 +94,7 @@ def latest_updated_at_query(spec: EntitySpec) -> str:
     DESC.
 
     The one document not sorted by id, on purpose: it reads a single value, not a page, so the
-    unstable tie order of ``updated_at`` (STASH_API §2) cannot matter.  Stash sorts the stored TEXT,
+    unstable tie order of ``updated_at`` (docs/stash-behaviour.md §2) cannot matter.  Stash sorts the stored TEXT,
     so this is the largest string, the same order the incremental cursor uses.  An incremental read
     passes its own ``updated_at`` criterion: the newest row is among its rows, and the server sorts
     those, not the whole table.
@@ -206,7 +206,7 @@ IMAGES_OF_GALLERY = (
     f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ count images {{ id }} }} }}"
 )
 """Member image ids of one gallery, all in one request (one consistent snapshot).  Gallery has no
-images list field; image membership is read from the image side (STASH_API §5)."""
+images list field; image membership is read from the image side (docs/stash-behaviour.md §5)."""
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Every ``updated_at`` bump rule of STASH_API.md §6, proven over real HTTP against the fake server.
+"""Every ``updated_at`` bump rule of docs/stash-behaviour.md §6, proven over real HTTP against the fake server.
 
 Each test snapshots ``id → updated_at`` of all seven types through GraphQL, mutates, snapshots again
 and asserts the EXACT set of rows whose ``updated_at`` changed (and to which stamp).  The clock is

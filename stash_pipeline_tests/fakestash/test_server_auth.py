@@ -1,4 +1,4 @@
-"""API-key authentication as Stash does it (STASH_API.md §1)."""
+"""API-key authentication as Stash does it (docs/stash-behaviour.md §1)."""
 
 import httpx
 

@@ -1,4 +1,4 @@
-"""Filter criteria as Stash evaluates them (STASH_API.md §2-§3): timestamps compared as raw TEXT,
+"""Filter criteria as Stash evaluates them (docs/stash-behaviour.md §2-§3): timestamps compared as raw TEXT,
 the id criterion, the galleries multi criterion, AND/OR/NOT, and the keyset paging fast paths."""
 
 from datetime import UTC, datetime

@@ -1,4 +1,4 @@
-"""The ``ids`` argument: input order, filters and paging ignored, Stash's errors (STASH_API.md §2)."""
+"""The ``ids`` argument: input order, filters and paging ignored, Stash's errors (docs/stash-behaviour.md §2)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Paging, sorting, default orders and ties, as Stash does them (STASH_API.md §2)."""
+"""Paging, sorting, default orders and ties, as Stash does them (docs/stash-behaviour.md §2)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Bad data from Stash never stops a sync (DESIGN §2 rule 7).
+"""Bad data from Stash never stops a sync (docs/architecture.md §2 rule 7).
 
 Odd values are planted straight into the fake's store (it serves what is stored, types and all):
 values that can be normalised are stored normalised; rows that cannot be stored are left out, logged

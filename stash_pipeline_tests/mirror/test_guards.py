@@ -1,4 +1,4 @@
-"""Never mass-delete on a bad answer (DESIGN §2 rule 5).
+"""Never mass-delete on a bad answer (docs/architecture.md §2 rule 5).
 
 After a good full sync and some real deletes in Stash, a sync that gets a bad id listing (empty,
 short, or with duplicate ids) or that would delete more than the allowed fraction must delete

@@ -152,7 +152,7 @@ def _top_fields(document: str) -> set[str]:
 
 
 def test_keyset_later_pages_do_not_select_count() -> None:
-    # For scenes and images selecting count costs Stash a count query (STASH_API §2).
+    # For scenes and images selecting count costs Stash a count query (docs/stash-behaviour.md §2).
     assert _top_fields(queries.page_query(SCENES, True)) == {"count", "scenes"}
     assert _top_fields(queries.page_query(SCENES, False)) == {"scenes"}
     assert _top_fields(queries.ids_query(SCENES, False)) == {"scenes"}
