@@ -31,8 +31,16 @@ def main() -> None:
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Generator seed.")
 @click.option("--api-key", default=None, envvar="FAKE_STASH_API_KEY", help="Require this ApiKey header.")
+@click.option(
+    "--version",
+    "version",
+    default="current",
+    show_default=True,
+    type=click.Choice(["v0.27.2", "v0.28.1", "v0.29.3", "v0.30.1", "current"]),
+    help="The Stash release to serve: its schema, and only the data it can hold.",
+)
 def fake_stash(
-    host: str, port: int, scenes: int, images: int, zone: str, seed: int, api_key: str | None
+    host: str, port: int, scenes: int, images: int, zone: str, seed: int, api_key: str | None, version: str
 ) -> None:
     """Serve the built-in fake Stash (GraphQL at /graphql, /healthz, /control) until Ctrl-C.
 
@@ -45,13 +53,13 @@ def fake_stash(
 
     try:
         fake = FakeStash.generated(
-            LibrarySize(scenes=scenes, images=images), zone=zone, seed=seed, api_key=api_key
+            LibrarySize(scenes=scenes, images=images), zone=zone, seed=seed, api_key=api_key, version=version
         )
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
     server = serve(fake, host=host, port=port)
     counts = ", ".join(f"{n} {kind}" for kind, n in fake.store.counts().items())
-    click.echo(f"fake Stash serving {counts}")
+    click.echo(f"fake Stash {fake.release.version} serving {counts}")
     click.echo(f"STASH_URL={server.url}")
     if api_key:
         click.echo("API key required (ApiKey header)")

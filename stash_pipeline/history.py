@@ -123,11 +123,19 @@ def format_timeline(entity_type: str, entity_id: int, row: dict | None, entries:
 
 def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
     """Per type: cursor, last full and incremental sync, counts, last status and error."""
+    # A mirror not yet opened by this version lacks the newer columns (status only reads).
+    present = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'sync_state'"
+        ).fetchall()
+    }
+    newer = [c if c in present else f"NULL AS {c}" for c in ("stash_version", "not_offered")]
     state = {
         r[0]: r
         for r in con.execute(
             "SELECT entity_type, cursor, last_full_sync_at, last_incremental_sync_at, local_count, "
-            "stash_count, last_status, last_error FROM sync_state"
+            f"stash_count, last_status, last_error, {', '.join(newer)} FROM sync_state"
         ).fetchall()
     }
     rows = []
@@ -144,6 +152,8 @@ def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
                 "stash": r[5] if r else None,
                 "status": r[6] if r else "never synced",
                 "error": r[7] if r else None,
+                "stash_version": r[8] if r else None,
+                "not_offered": (r[9] or []) if r else [],
             }
         )
     return rows
@@ -162,4 +172,6 @@ def format_status(rows: list[dict]) -> str:
         )
         if r["error"]:
             lines.append(f"    last error: {r['error']}")
+        if r["not_offered"]:
+            lines.append(f"    not offered by Stash {r['stash_version']}: {', '.join(r['not_offered'])}")
     return "\n".join(lines)

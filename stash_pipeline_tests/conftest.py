@@ -16,6 +16,7 @@ import pytest
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer, serve
+from stash_pipeline.stash import features
 
 SMALL_SIZE = LibrarySize(scenes=200, images=600)
 
@@ -27,12 +28,16 @@ def make_fake_server() -> Iterator[Callable[[FakeStash], FakeStashServer]]:
 
     def make(fake: FakeStash, host: str = "127.0.0.1", port: int = 0) -> FakeStashServer:
         server = serve(fake, host=host, port=port)
+        # A port is reused by later servers (perhaps of another release): what an earlier server
+        # at this URL offered is not this one's.
+        features.forget(server.url)
         servers.append(server)
         return server
 
     yield make
     for server in servers:
         server.close()
+        features.forget(server.url)
 
 
 @pytest.fixture

@@ -57,6 +57,8 @@ class SyncMetadata:
     changed_fields: dict[str, int] | None = None
     failures: list[dict] | None = None
     schema_note: str | None = None  # "scenes: 1 new column (code), re-read all rows to fill it"
+    stash_version: str | None = None
+    not_offered: list[str] | None = None  # "studios.urls, read from studios.url"
 
     @classmethod
     def from_report(
@@ -93,6 +95,8 @@ class SyncMetadata:
             changed_fields=report.changed_fields or None,
             failures=[{"id": i, "reason": r} for i, r in report.failures[:20]] or None,
             schema_note=report.schema_note,
+            stash_version=report.stash_version,
+            not_offered=report.not_offered or None,
         )
 
     def to_dagster(self) -> dict[str, Any]:

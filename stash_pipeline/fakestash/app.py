@@ -14,10 +14,15 @@ from stash_pipeline.fakestash.generator import LibrarySize, generate
 from stash_pipeline.fakestash.mutations import Mutations
 from stash_pipeline.fakestash.store import Store
 from stash_pipeline.fakestash.truth import export_truth
+from stash_pipeline.fakestash.versions import CURRENT, release
 
 
 class FakeStash:
-    def __init__(self, *, zone: str = "Z", api_key: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, *, zone: str = "Z", api_key: str | None = None, seed: int = 0, version: str = CURRENT
+    ) -> None:
+        self.release = release(version)  # the Stash release it serves (``versions.py``)
+        self.version = self.release.name
         self.store = Store()
         self.clock = ServerClock(ServerZone.parse(zone))
         self.api_key = api_key or None
@@ -36,10 +41,25 @@ class FakeStash:
         zone: str = "Z",
         seed: int = 0,
         api_key: str | None = None,
+        version: str = CURRENT,
     ) -> "FakeStash":
-        fake = cls(zone=zone, api_key=api_key, seed=seed)
+        fake = cls(zone=zone, api_key=api_key, seed=seed, version=version)
         generate(fake.store, fake.clock, size or LibrarySize(), seed=seed)
+        fake._hold_only_what_the_release_has()
         return fake
+
+    def _hold_only_what_the_release_has(self) -> None:
+        """A release without a field holds no data for it (before v0.30 a studio has one URL)."""
+        lacks = self.release.lacks
+        for entity in self.store.iter_entities("studio") if "Studio.urls" in lacks else ():
+            entity["urls"] = entity.get("urls", [])[:1]
+        for entity in self.store.iter_entities("tag"):
+            if "Tag.sort_name" in lacks:
+                entity["sort_name"] = None
+            if "Tag.stash_ids" in lacks:
+                entity["stash_ids"] = []
+        for entity in self.store.iter_entities("performer") if "Performer.custom_fields" in lacks else ():
+            entity["custom_fields"] = {}
 
     # ------------------------------------------------------------------ request hooks
     def on_graphql_request(self) -> int:

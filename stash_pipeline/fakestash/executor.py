@@ -31,6 +31,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from copy import copy
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -58,7 +59,7 @@ from graphql import (
     OperationType,
     SelectionNode,
     SelectionSetNode,
-    build_schema,
+    build_ast_schema,
     execute_sync,
     get_named_type,
     get_nullable_type,
@@ -70,18 +71,32 @@ from graphql.utilities import get_operation_ast
 
 from stash_pipeline.fakestash.clock import ServerClock
 from stash_pipeline.fakestash.store import Entity, Store
+from stash_pipeline.fakestash.versions import CURRENT, release
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
-FAKE_VERSION = "v0.30.1-fake"
 FAKE_HASH = "fa6e5a5h"
-SCHEMA_VERSION = 75
 UNORDERED_SHUFFLE_LIMIT = 5000  # above this, "no ORDER BY" is a random rotation (O(page), not O(n))
 
 
 @cache
-def load_schema() -> GraphQLSchema:
-    """The fake's own SDL (``schema.graphql``), built once per process."""
-    return build_schema(SCHEMA_PATH.read_text(encoding="utf-8"))
+def load_schema(version: str = CURRENT) -> GraphQLSchema:
+    """The fake's own SDL (``schema.graphql``) as release ``version`` has it (``versions.py``: the
+    fields it lacks removed, and types left without fields), built once per process."""
+    lacks = release(version).lacks
+    document = parse(SCHEMA_PATH.read_text(encoding="utf-8"))
+    if not lacks:
+        return build_ast_schema(document)
+    definitions = []
+    for node in document.definitions:
+        fields = getattr(node, "fields", None)
+        if fields is None or not hasattr(node, "name"):
+            definitions.append(node)
+            continue
+        kept = tuple(f for f in fields if f"{node.name.value}.{f.name.value}" not in lacks)
+        if kept:
+            definitions.append(copy(node))
+            definitions[-1].fields = kept
+    return build_ast_schema(DocumentNode(definitions=tuple(definitions)))
 
 
 class QueryError(Exception):
@@ -1147,7 +1162,8 @@ class Executor:
         self.fake = fake
         self.store: Store = fake.store
         self.clock: ServerClock = fake.clock
-        self.schema = load_schema()
+        self.release = release(getattr(fake, "version", CURRENT))
+        self.schema = load_schema(self.release.name)
         self._documents: OrderedDict[str, DocumentNode] = OrderedDict()
         self._plans: OrderedDict[tuple[str, str | None, bytes], Plan] = OrderedDict()
         self._cache_size = cache_size
@@ -1337,13 +1353,17 @@ class Executor:
             row = self.find_one(SINGLE_QUERIES[root.name], args)
             return None if row is None else fns[root.projector](row)  # type: ignore[index]
         if root.name == "version":
-            obj: dict[str, Any] = {"version": FAKE_VERSION, "hash": FAKE_HASH, "build_time": self.build_time}
+            obj: dict[str, Any] = {
+                "version": self.release.version,
+                "hash": FAKE_HASH,
+                "build_time": self.build_time,
+            }
         elif root.name == "systemStatus":
             obj = {
-                "databaseSchema": SCHEMA_VERSION,
+                "databaseSchema": self.release.database_schema,
                 "databasePath": "/fakestash/stash-go.sqlite",
                 "configPath": "/fakestash/config.yml",
-                "appSchema": SCHEMA_VERSION,
+                "appSchema": self.release.database_schema,
                 "status": "OK",
                 "os": "linux",
                 "workingDir": "/fakestash",

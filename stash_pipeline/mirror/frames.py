@@ -119,7 +119,7 @@ class PageShaper:
         # Columns as extracted (typed, not yet cast or parsed) → the mirror's columns.
         self.casts = [pl.col("id").cast(pl.Int64, strict=True)]
         for column in spec.columns:
-            self.casts.extend(column.kind.parse(column.name))
+            self.casts.extend(_parsed(column))
         self.casts += [pl.col(ref.column).cast(pl.Int64, strict=True) for ref in spec.refs]
         self.casts += [
             pl.col("created_at").str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True),
@@ -132,7 +132,9 @@ class PageShaper:
         self.from_arrow = [pl.col("id"), pl.col("created_at"), pl.col("updated_at").alias("updated_at_text")]
         for column in spec.columns:
             element = column.element
-            if element is None:
+            if column.absent:
+                self.from_arrow.append(pl.lit(None, dtype=column.kind.wire).alias(column.name))
+            elif element is None:
                 self.from_arrow.append(pl.col(column.name))
             else:
                 self.from_arrow.append(
@@ -280,6 +282,8 @@ class PageShaper:
         data: dict[str, pl.Series] = {"id": _ids("id", ex.ids)}
         for column, _get in self.getters:
             data.update(_column_series(column, ex.columns[column.name]))
+            if column.absent:
+                data.update({name: data[name].clear(len(ex.ids)) for name, _t in column.mirror_columns()})
         for name, values in ex.refs.items():
             data[name] = _ids(name, values)
         if any(v is None for v in ex.updated):
@@ -357,6 +361,15 @@ class PageShaper:
 
 def _values(rows: list[dict], key: str) -> list[Any]:
     return [r.get(key) for r in rows]
+
+
+def _parsed(column: Column) -> list[pl.Expr]:
+    """A column's parse; NULL for a column the server does not offer (its parse may make an empty
+    list of a missing one, which would claim Stash has none)."""
+    exprs = column.kind.parse(column.name)
+    if column.absent:
+        return [pl.when(pl.lit(False)).then(e).otherwise(None) for e in exprs]
+    return exprs
 
 
 def _dedupe(rows: list[dict]) -> list[dict]:

@@ -113,7 +113,10 @@ OPERATIONAL_DDL = [
         resume_after_id BIGINT,
         resume_cursor VARCHAR,
         -- Columns added to this type's table by an upgrade: its next sync re-reads every row.
-        refill_columns VARCHAR[]
+        refill_columns VARCHAR[],
+        -- What the server of the last run was, and the columns it did not offer (stored NULL).
+        stash_version VARCHAR,
+        not_offered VARCHAR[]
     )""",
     """CREATE TABLE IF NOT EXISTS mirror_schema (
         version INTEGER NOT NULL,            -- SCHEMA_VERSION of the code that last upgraded it

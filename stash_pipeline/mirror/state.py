@@ -24,6 +24,8 @@ class SyncState:
     resume_after_id: int | None = None
     resume_cursor: str | None = None
     refill_columns: list[str] | None = None
+    stash_version: str | None = None
+    not_offered: list[str] | None = None
 
 
 STATE_COLUMNS = [f.name for f in fields(SyncState)]

@@ -119,6 +119,9 @@ class SyncReport:
     error: str | None = None
     failures: list[tuple[int | None, str]] = field(default_factory=list)
     changed_fields: dict[str, int] = field(default_factory=dict)
+    stash_version: str | None = None
+    # Columns this server does not offer (stored NULL), or reads from an older field.
+    not_offered: list[str] = field(default_factory=list)
     # Columns an upgrade added, filled by this (full) run: "scenes: 1 new column (code), ...".
     filled_columns: list[str] = field(default_factory=list)
 
@@ -363,12 +366,16 @@ class EntitySync:
         progress: ProgressFn | None = None,
         should_stop: Callable[..., bool] | None = None,
     ) -> None:
-        self.spec = spec
         self.client = client
         self.con = con
         self.options = options or SyncOptions()
-        self.shaper = PageShaper(spec)
-        self.merger = EntityMerger(spec)
+        # The type as this server can be asked for it: what it lacks is left NULL (``stash.features``).
+        adapted = client.adapt(spec)
+        self.spec = adapted.spec
+        self.unoffered = [u.describe() for u in adapted.unoffered]
+        self.stash_version = client.features().version
+        self.shaper = PageShaper(self.spec)
+        self.merger = EntityMerger(self.spec)
         self.progress = progress
         # should_stop() is asked between batches (it may answer from a cache); should_stop(force=True)
         # when the sync failed, so that an interrupt that surfaced as a plain error from inside a
@@ -399,6 +406,15 @@ class EntitySync:
         if refill and mode == "full":
             log.info("%s", refill_message(self.spec.name, refill))
         report = SyncReport(self.spec.name, mode, request.run_id, cursor_before=state.cursor)
+        report.stash_version = self.stash_version
+        report.not_offered = self.unoffered
+        if self.unoffered:
+            log.info(
+                "%s: not offered by Stash %s: %s",
+                self.spec.name,
+                self.stash_version,
+                ", ".join(self.unoffered),
+            )
         if mode == "full":
             report.filled_columns = refill
         criterion = self._criterion(mode, request, state.cursor)
@@ -670,6 +686,7 @@ class EntitySync:
         return deleted
 
     def _refetch(self, spec: EntitySpec, ids: list[int], logctx: LogContext) -> int:
+        spec = self.spec if spec.name == self.spec.name else self.client.adapt(spec).spec
         found, missing = self.client.fetch_by_ids(spec, ids)
         merger = self.merger if spec is self.spec else EntityMerger(spec)
         shaper = self.shaper if spec is self.spec else PageShaper(spec)
@@ -777,6 +794,8 @@ class EntitySync:
     def _finish(self, report: SyncReport, state: Any, *, final: bool) -> None:
         now = datetime.now(UTC)
         values: dict[str, Any] = {
+            "stash_version": report.stash_version,
+            "not_offered": report.not_offered,
             "last_run_id": report.run_id,
             "last_status": report.status,
             "last_error": report.error,

@@ -52,7 +52,7 @@ STUDIOS = EntitySpec(
     columns=(
         C("name", STR),
         C("aliases", STR_LIST),
-        C("urls", STR_LIST),
+        C("urls", STR_LIST, fallback="url"),
         C("details", STR),
         C("rating100", INT),
         C("favorite", BOOL),

@@ -27,10 +27,15 @@ class Column:
     # Stash changes this field without bumping updated_at: only full syncs refresh it
     # (docs/stash-behaviour.md, "Changes that bump nothing").
     unbumped: bool = False
+    # An older field carrying the same data, read where the server lacks this one (Studio.url for
+    # urls before v0.30); the value is normalised by the kind (a string becomes a one-item list).
+    fallback: str | None = None
+    # Set by ``stash.features`` when the server offers neither: not selected, stored as NULL.
+    absent: bool = False
 
     @property
-    def selection(self) -> str:
-        return self.source or self.name
+    def selection(self) -> str | None:
+        return None if self.absent else (self.source or self.name)
 
     def mirror_columns(self) -> list[tuple[str, str]]:
         """(column, DuckDB type) this column writes: the value and the kind's companions."""
@@ -109,10 +114,15 @@ class EntitySpec:
     def selection(self) -> str:
         """The GraphQL selection for one entity of this type (what the mirror reads)."""
         parts = ["id", "created_at", "updated_at"]
-        parts += [c.selection for c in self.columns]
+        parts += [c.selection for c in self.columns if c.selection]
         parts += [f"{ref.field} {{ id }}" for ref in self.refs]
         parts += [r.selection for r in self.relations]
         return " ".join(dict.fromkeys(parts))
+
+    @property
+    def type_name(self) -> str:
+        """The GraphQL type: Studio, Tag, Performer, Group, Gallery, Scene, Image."""
+        return self.singular[:1].upper() + self.singular[1:]
 
     @property
     def referenced_types(self) -> set[str]:

@@ -40,6 +40,8 @@ def entity_type(spec: EntitySpec) -> pa.StructType:
     fields: dict[str, pa.DataType] = {"id": pa.string(), "created_at": pa.string(), "updated_at": pa.string()}
     nested: dict[str, list[tuple[str, pa.DataType]]] = {}
     for column in spec.columns:
+        if column.absent:  # not selected: the shaper fills NULL
+            continue
         if column.element is None:
             fields[column.name] = column.kind.arrow
         else:  # files[0].path

@@ -12,12 +12,13 @@ from typing import Any
 
 from stash_pipeline.model import EntitySpec, Relation, spec_for
 from stash_pipeline.settings import Settings
-from stash_pipeline.stash import queries
+from stash_pipeline.stash import features, queries
 from stash_pipeline.stash.errors import (
     StashConsistencyError,
     StashNotReadyError,
     StashProtocolError,
 )
+from stash_pipeline.stash.features import Adapted, ServerFeatures
 from stash_pipeline.stash.paging import Filter, Page, PagedReads, ReadStopped, _chunks
 
 logger = logging.getLogger("stash_pipeline.stash")
@@ -51,6 +52,19 @@ class StashClient(PagedReads):
         }
         kwargs.update(overrides)
         return cls(**kwargs)
+
+    def features(self) -> ServerFeatures:
+        """What the server offers (its version, its types' fields): one introspection request,
+        then remembered for this server for the rest of the process (a run)."""
+        known = features.cached(self.url)
+        if known is None:
+            known = ServerFeatures.from_answer(self.execute(features.FEATURES))
+            features.remember(self.url, known)
+        return known
+
+    def adapt(self, spec: EntitySpec) -> Adapted:
+        """``spec`` as this server can be asked for it (``stash.features``)."""
+        return self.features().adapt(spec)
 
     def health(self) -> StashHealth:
         """``/healthz``, then ``version`` and ``systemStatus``; raises ``StashNotReadyError`` unless

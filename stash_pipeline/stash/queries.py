@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 
 from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, Relation, spec_for
+from stash_pipeline.stash.features import FEATURES
 
 SORT = 'sort: "id"'
 HEALTH_OPERATION = "Health"
@@ -256,10 +257,11 @@ STATS_KEYS: dict[str, str] = {
 }
 
 
-def all_documents() -> Iterator[str]:
-    """Every document the client can send (``count_many``: every shape class it can take: all
-    seven filtered and totalled, totals only, and each type alone, both ways)."""
-    for spec in ENTITY_SPECS:
+def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
+    """Every document the client can send with these specs (as adapted to a server, see
+    ``stash.features``; ``count_many``: every shape class it can take: all seven filtered and
+    totalled, totals only, and each type alone, both ways)."""
+    for spec in specs:
         yield page_query(spec, True)
         yield page_query(spec, False)
         yield ids_query(spec, True)
@@ -280,6 +282,7 @@ def all_documents() -> Iterator[str]:
         yield document
     yield HEALTH
     yield STATS
+    yield FEATURES
 
 
 __all__ = [

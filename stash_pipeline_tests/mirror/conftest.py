@@ -10,6 +10,7 @@ import pytest
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer
+from stash_pipeline.fakestash.versions import CURRENT
 from stash_pipeline_tests.expected_mirror import MirrorFileChecks
 from stash_pipeline_tests.sync_harness import metadata_of, run_sync
 
@@ -39,8 +40,14 @@ class MirrorEnv(MirrorFileChecks):
 
 
 @pytest.fixture
+def stash_version() -> str:
+    """The Stash release the fake serves (a test module overrides it to run against every one)."""
+    return CURRENT
+
+
+@pytest.fixture
 def mirror_env(
-    tmp_path: Path, make_fake_server: Callable[[FakeStash], FakeStashServer]
+    tmp_path: Path, make_fake_server: Callable[[FakeStash], FakeStashServer], stash_version: str
 ) -> Iterator[Callable[..., MirrorEnv]]:
     """Factory: ``mirror_env(zone=..., size=..., seed=...)`` → an environment, not yet synced."""
     with dg.instance_for_test() as instance:
@@ -49,7 +56,7 @@ def mirror_env(
         def make(
             zone: str = "Z", size: LibrarySize = SCENARIO_SIZE, seed: int = 7, fake: FakeStash | None = None
         ) -> MirrorEnv:
-            fake = fake or FakeStash.generated(size, zone=zone, seed=seed)
+            fake = fake or FakeStash.generated(size, zone=zone, seed=seed, version=stash_version)
             server = make_fake_server(fake)
             return MirrorEnv(fake, server, str(tmp_path / f"mirror{next(counter)}.duckdb"), instance)
 

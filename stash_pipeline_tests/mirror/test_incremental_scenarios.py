@@ -1,13 +1,20 @@
 """Each scenario: full sync, change Stash, ONE incremental sync, and the mirror equals Stash again.
 
 The fake applies Stash's real bump rules, so merges, deletes and membership edits arrive exactly as
-silently as they do from a real server.
+silently as they do from a real server.  Every scenario runs against every Stash release the fake
+serves (``fakestash.versions``): the mirror holds what that release has, and NULL for the rest.
 """
 
 import pytest
 
 from stash_pipeline.fakestash.generator import LibrarySize
+from stash_pipeline.fakestash.versions import RELEASES
 from stash_pipeline_tests.sync_harness import ENTITY_NAMES
+
+
+@pytest.fixture(params=list(RELEASES))
+def stash_version(request) -> str:
+    return request.param
 
 
 def first(env, table: str, predicate=lambda e: True) -> dict:
