@@ -44,6 +44,8 @@ def _print_outcome(outcome) -> None:
             click.echo(f"    failed {t.entity_type} {failure.get('id')}: {failure.get('reason')}")
         if m.schema_note:
             click.echo(f"    {m.schema_note}")
+        if m.not_offered:
+            click.echo(f"    not offered by Stash {m.stash_version}: {', '.join(m.not_offered)}")
     if outcome.derived:
         click.echo(f"derived: {', '.join(outcome.derived)}")
     if outcome.error:

@@ -164,3 +164,17 @@ def test_a_wrong_or_missing_api_key_fails_fast_and_says_so(tmp_path, make_fake_s
     result = missing.run("sync", "--types", "tags")
     assert result.returncode == 1, outcome(result)
     assert "requires an API key (HTTP 401) and none is set" in result.stderr
+
+
+def test_status_names_what_an_older_stash_does_not_offer(tmp_path, make_fake_server):
+    fake = FakeStash.generated(SCENARIO_SIZE, seed=4, version="v0.27.2")
+    env = CliEnv(fake, make_fake_server(fake), tmp_path)
+    result = env.run("sync")
+    assert result.returncode == 0, outcome(result)
+    env.assert_equal()  # what v0.27.2 holds; sort_name NULL, one URL per studio read from url
+    status = env.run("status")
+    assert status.returncode == 0, outcome(status)
+    assert "not offered by Stash v0.27.2: studios.urls, read from studios.url" in status.stdout
+    assert "not offered by Stash v0.27.2: tags.sort_name" in status.stdout
+    assert env.query("SELECT count(*) FROM tags WHERE sort_name IS NOT NULL") == [(0,)]
+    assert env.query("SELECT DISTINCT stash_version FROM sync_state") == [("v0.27.2",)]

@@ -369,6 +369,7 @@ class EntitySync:
         self.client = client
         self.con = con
         self.options = options or SyncOptions()
+        ensure_schema(con)  # first: the mirror is current even when Stash then refuses the run
         # The type as this server can be asked for it: what it lacks is left NULL (``stash.features``).
         adapted = client.adapt(spec)
         self.spec = adapted.spec
@@ -381,7 +382,6 @@ class EntitySync:
         # when the sync failed, so that an interrupt that surfaced as a plain error from inside a
         # library call is still recorded as the cancellation it was.
         self.should_stop = should_stop or (lambda force=False: False)
-        ensure_schema(con)
 
     # ------------------------------------------------------------------ entry point
     def run(self, request: SyncRequest) -> SyncReport:

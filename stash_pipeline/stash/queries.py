@@ -246,15 +246,8 @@ STATS = (
 )
 """Cheap global counts of the seven types."""
 
-STATS_KEYS: dict[str, str] = {
-    "scenes": "scene_count",
-    "images": "image_count",
-    "galleries": "gallery_count",
-    "performers": "performer_count",
-    "studios": "studio_count",
-    "groups": "group_count",
-    "tags": "tag_count",
-}
+STATS_KEYS: dict[str, str] = {spec.name: f"{spec.singular}_count" for spec in ENTITY_SPECS}
+"""Each type's count in ``stats`` (``scene_count``, ...)."""
 
 
 def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
