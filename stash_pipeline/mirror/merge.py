@@ -43,6 +43,12 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+# By name, not position: an upgrade may add columns to sync_log (``mirror.evolution``).
+LOG_COLUMNS = (
+    "run_id, entity_type, entity_id, action, sync_type, changed_fields, error, updated_at_text, logged_at"
+)
+
+
 class EntityMerger:
     """Pre-built SQL for one entity type.
 
@@ -130,8 +136,8 @@ class EntityMerger:
         )
         self._replace_links(con, bounds, "SELECT id FROM page_entities")
         con.execute(
-            "INSERT INTO sync_log SELECT $run_id, $entity_type, id, 'created', $sync_type, NULL, NULL, "
-            "updated_at_text, $now FROM page_entities",
+            f"INSERT INTO sync_log ({LOG_COLUMNS}) SELECT $run_id, $entity_type, id, 'created', $sync_type, "
+            "NULL, NULL, updated_at_text, $now FROM page_entities",
             {"run_id": log.run_id, "entity_type": self.spec.name, "sync_type": log.sync_type, "now": log.now},
         )
 
@@ -248,7 +254,7 @@ def write_log(
     )
     con.register("log_rows", frame)
     try:
-        con.execute("INSERT INTO sync_log SELECT * FROM log_rows")
+        con.execute(f"INSERT INTO sync_log ({LOG_COLUMNS}) SELECT {LOG_COLUMNS} FROM log_rows")
     finally:
         unregister(con, "log_rows")
 
