@@ -39,7 +39,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[*entity_assets, *derived_assets],
         asset_checks=build_asset_checks(),
         jobs=[sync_job, build_resync_ids_job(partitions, settings), build_checks_job()],
-        sensors=[automation, build_smart_sync_sensor(sync_job, partitions, settings.sensor_interval_seconds)],
+        sensors=[
+            automation,
+            build_smart_sync_sensor(
+                sync_job, partitions, settings.sensor_interval_seconds, settings.sensor_stamp_rows
+            ),
+        ],
         schedules=build_schedules(sync_job, partitions, settings),
         resources={
             "stash": StashResource.from_settings(settings),

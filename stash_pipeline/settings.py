@@ -86,6 +86,9 @@ class Settings:
     merge_rows: int = ROW_GROUP_ROWS // 6
     commit_rows: int = ROW_GROUP_ROWS
     sensor_interval_seconds: int = 300
+    # Up to this many rows of a type above its stamp bound, the sensor lists their stamps on every
+    # tick (about 50 bytes a row); above it, it counts (see ``automation.sensors``).
+    sensor_stamp_rows: int = 20000
     full_sync_cron: str = "0 3 * * *"
     incremental_cron: str = "*/30 * * * *"
     schedule_timezone: str = "UTC"
@@ -161,6 +164,7 @@ class Settings:
             merge_rows=number("STASH_MERGE_ROWS", cls.merge_rows, int, 1),
             commit_rows=number("STASH_COMMIT_ROWS", cls.commit_rows, int, 1),
             sensor_interval_seconds=number("STASH_SENSOR_INTERVAL", cls.sensor_interval_seconds, int, 10),
+            sensor_stamp_rows=number("STASH_SENSOR_STAMP_ROWS", cls.sensor_stamp_rows, int, 0),
             full_sync_cron=get("STASH_FULL_SYNC_CRON") or cls.full_sync_cron,
             incremental_cron=get("STASH_INCREMENTAL_CRON") or cls.incremental_cron,
             schedule_timezone=get("STASH_SCHEDULE_TIMEZONE") or get("TZ") or _system_timezone(),

@@ -10,9 +10,10 @@ import dagster as dg
 import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.stamps import mirror_digest
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
-from stash_pipeline.mirror.windows import overlap_bound
+from stash_pipeline.mirror.windows import overlap_bound, stamp_bound
 from stash_pipeline.model import EntitySpec
 
 
@@ -29,9 +30,10 @@ def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
 class SyncMetadata:
     """What one sync of one type recorded.
 
-    ``cursor``, ``local_count``, ``window_bound`` and ``window_count`` let the sensor decide from
-    the instance alone whether Stash changed; the counts are what the UI plots and the history
-    explains.
+    ``stamp_bound``, ``stamp_digest`` and ``local_count`` let the sensor decide from the instance
+    alone whether Stash changed (``mirror.stamps``; ``cursor``, ``window_bound`` and
+    ``window_count`` when the stamps above the bound are too many to list on every tick); the
+    counts are what the UI plots and the history explains.
     """
 
     sync_type: str = ""
@@ -52,6 +54,11 @@ class SyncMetadata:
     cursor: str | None = None
     window_bound: str | None = None
     window_count: int | None = None
+    stamp_bound: str | None = None  # the next stamp check lists the rows at or above this text
+    stamp_digest: str | None = None  # of the mirror's (id, updated_at) at or above it
+    stamp_rows: int | None = None  # how many they are
+    stamps_listed: int | None = None  # this run's stamp check: rows listed, and changed among them
+    stamps_changed: int | None = None
     stash_count: int | None = None
     local_count: int | None = None
     changed_fields: dict[str, int] | None = None
@@ -64,8 +71,11 @@ class SyncMetadata:
     def from_report(
         cls, con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float
     ) -> "SyncMetadata":
-        cursor = read_state(con, spec.name).cursor
+        state = read_state(con, spec.name)
+        cursor = state.cursor
         window_bound = overlap_bound(cursor, overlap_seconds) if cursor else None
+        bound = stamp_bound(state.server_time, cursor, overlap_seconds)
+        stamp_rows, digest = mirror_digest(con, spec, bound) if bound else (None, None)
         window_count = (
             fetch_scalar(con, f"SELECT count(*) FROM {spec.name} WHERE updated_at_text >= ?", [window_bound])
             if window_bound
@@ -90,6 +100,11 @@ class SyncMetadata:
             cursor=cursor,
             window_bound=window_bound,
             window_count=window_count,
+            stamp_bound=bound,
+            stamp_digest=digest,
+            stamp_rows=stamp_rows,
+            stamps_listed=report.stamps_listed,
+            stamps_changed=report.stamps_changed,
             stash_count=report.stash_count,
             local_count=fetch_scalar(con, f"SELECT count(*) FROM {spec.name}"),
             changed_fields=report.changed_fields or None,
@@ -123,7 +138,7 @@ class SyncMetadata:
         known = {f.name for f in fields(cls)}
         values = {k: getattr(v, "value", getattr(v, "data", v)) for k, v in metadata.items() if k in known}
         # Older runs wrote "" for no cursor and -1 for an unknown count.
-        for key in ("cursor", "window_bound"):
+        for key in ("cursor", "window_bound", "stamp_bound"):
             if values.get(key) == "":
                 values[key] = None
         if values.get("stash_count") == -1:

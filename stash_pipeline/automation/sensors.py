@@ -1,8 +1,13 @@
 """The smart-sync sensor: notices changes in Stash at the cost of one GraphQL request per tick.
 
-Per type it compares three counts from Stash (rows newer than the cursor, rows in the overlap
-window, the total) with what the last materialization recorded (cursor, window count, local count:
-read from the Dagster instance, never from DuckDB, which a running sync may hold).  Types with no
+Per type, one request asks Stash for the total and for the stamps ``(id, updated_at)`` of every row
+at or above the type's stamp bound (``mirror.stamps``: every row written since the last sync began
+is there, whatever the server's UTC offset did), and compares them with what the last
+materialization recorded: the local count and the digest of the mirror's stamps above that bound
+(read from the Dagster instance, never from DuckDB, which a running sync may hold).  A type whose
+stamps above the bound are more than ``stamp_limit`` rows is probed by two counts instead (rows
+newer than the cursor, rows in the overlap window), which miss only a re-edit, within the window,
+after a westward offset move; the scheduled incremental run catches that.  Types with no
 difference are skipped; the changed ones get ONE run, over the partition range that covers the
 change, in incremental mode.  Deletes and merges bump nothing, but they lower the total.
 """
@@ -10,16 +15,19 @@ change, in incremental mode.  Deletes and merges bump nothing, but they lower th
 import hashlib
 import json
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
 from stash_pipeline.assets.metadata import SyncMetadata
 from stash_pipeline.assets.partitions import range_tags
+from stash_pipeline.mirror.stamps import stamp_digest
 from stash_pipeline.mirror.windows import parse_stash_time, since_criterion
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
+from stash_pipeline.settings import Settings
 from stash_pipeline.stash.errors import StashError
-from stash_pipeline.stash.queries import sensor_probe_entries
+from stash_pipeline.stash.queries import Probe, sensor_probes
 
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -42,25 +50,57 @@ def active_sync_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return [r for r in runs if r.asset_selection is None or ENTITY_KEYS & set(r.asset_selection)]
 
 
-def changed_types(last: dict[str, SyncMetadata], counts: dict[str, int]) -> dict[str, str]:
+def uses_stamps(state: SyncMetadata, stamp_limit: int) -> bool:
+    """Whether the sensor lists this type's stamps (else it counts)."""
+    return bool(state.stamp_bound and state.stamp_digest) and (state.stamp_rows or 0) <= stamp_limit
+
+
+def probes_for(last: dict[str, SyncMetadata], stamp_limit: int) -> dict[Probe, dict | None]:
+    """Every type's questions for this tick, each with its filter."""
+    probes: dict[Probe, dict | None] = {}
+    for spec in ENTITY_SPECS:
+        state = last[spec.name]
+        total, stamps, newer, window = sensor_probes(spec.name)
+        probes[total] = None
+        if uses_stamps(state, stamp_limit):
+            probes[stamps] = {"updated_at": since_criterion(state.stamp_bound or "")}
+            continue
+        if state.cursor:
+            probes[newer] = {"updated_at": {"modifier": "GREATER_THAN", "value": state.cursor}}
+        if state.window_bound:
+            probes[window] = {"updated_at": since_criterion(state.window_bound)}
+    return probes
+
+
+def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_limit: int) -> dict[str, str]:
     """Which types changed, each with the reason (for the tick's log and the run's tags)."""
     reasons: dict[str, str] = {}
     for spec in ENTITY_SPECS:
         state = last[spec.name]
-        total = counts.get(f"{spec.name}_total")
-        if state.cursor is None:
+        total = answers.get(f"{spec.name}_total")
+        stamps = answers.get(f"{spec.name}_stamps")
+        if state.cursor is None and state.stamp_digest is None:
             reasons[spec.name] = "never synced"
-        elif counts.get(f"{spec.name}_newer", 0) > 0:
-            reasons[spec.name] = f"{counts[f'{spec.name}_newer']} updated since {state.cursor}"
         elif total != state.local_count:
             reasons[spec.name] = f"count {total} in Stash vs {state.local_count} mirrored"
-        elif state.window_count is not None and counts.get(f"{spec.name}_window") != state.window_count:
+        elif stamps is not None:
+            if stamp_digest(stamps) != state.stamp_digest:
+                reasons[spec.name] = (
+                    f"rows changed at or after {state.stamp_bound} ({len(stamps)} rows there in Stash, "
+                    f"{state.stamp_rows} mirrored)"
+                )
+        elif answers.get(f"{spec.name}_newer", 0) > 0:
+            reasons[spec.name] = f"{answers[f'{spec.name}_newer']} updated since {state.cursor}"
+        elif state.window_count is not None and answers.get(f"{spec.name}_window") != state.window_count:
             reasons[spec.name] = "changes inside the overlap window"
     return reasons
 
 
 def build_smart_sync_sensor(
-    job: dg.JobDefinition, partitions: dg.TimeWindowPartitionsDefinition, interval_seconds: int
+    job: dg.JobDefinition,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    interval_seconds: int,
+    stamp_limit: int = Settings.sensor_stamp_rows,
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="stash_smart_sync",
@@ -76,30 +116,23 @@ def build_smart_sync_sensor(
                 f"a sync is queued or running ({active[0].run_id[:8]}); not piling up another"
             )
         last = {s.name: last_sync(context.instance, s.name) for s in ENTITY_SPECS}
-        probes: dict[str, tuple[str, dict | None]] = {}
-        for spec in ENTITY_SPECS:
-            state = last[spec.name]
-            newer, window, total = (alias for alias, _name, _f in sensor_probe_entries(spec.name))
-            probes[total] = (spec.name, None)
-            if state.cursor:
-                probes[newer] = (
-                    spec.name,
-                    {"updated_at": {"modifier": "GREATER_THAN", "value": state.cursor}},
-                )
-            if state.window_bound:
-                probes[window] = (spec.name, {"updated_at": since_criterion(state.window_bound)})
         try:
             with stash.client() as client:
-                counts = client.count_probes(probes)
+                answers = client.probe(probes_for(last, stamp_limit))
         except StashError as exc:
             return dg.SkipReason(f"Stash is unreachable or refused the probe: {exc}")
-        reasons = changed_types(last, counts)
+        reasons = changed_types(last, answers, stamp_limit)
         if not reasons:
             return dg.SkipReason("no change in Stash since the last sync (one probe request)")
         types = [s.name for s in ENTITY_SPECS if s.name in reasons]
         tags = range_tags(partitions, since_of([last[t] for t in types]))
         fingerprint = json.dumps(
-            {"types": types, "cursors": {t: last[t].cursor for t in types}, "counts": counts}, sort_keys=True
+            {
+                "types": types,
+                "cursors": {t: last[t].cursor for t in types},
+                "answers": {k: v if isinstance(v, int) else stamp_digest(v) for k, v in answers.items()},
+            },
+            sort_keys=True,
         )
         run_key = "smart-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
         context.log.info("changed: " + "; ".join(f"{t}: {reasons[t]}" for t in types))
@@ -115,7 +148,7 @@ def build_smart_sync_sensor(
 
 def since_of(states: list[SyncMetadata]) -> date | None:
     """The earliest date the types' next incremental runs re-read from (None: some never synced)."""
-    bounds = [s.window_bound or s.cursor for s in states]
+    bounds = [s.stamp_bound or s.window_bound or s.cursor for s in states]
     if not bounds or any(b is None for b in bounds):
         return None
     return min(parse_stash_time(b).date() for b in bounds if b)

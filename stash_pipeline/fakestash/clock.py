@@ -106,6 +106,12 @@ class ServerClock:
         with self._lock:
             self.frozen_at = None
 
+    def set_zone(self, zone: "ServerZone | str") -> None:
+        """The server now writes in another zone: a Stash restarted with another ``TZ`` (Go reads
+        the local zone once, at start), or a container given one."""
+        with self._lock:
+            self.zone = ServerZone.parse(zone) if isinstance(zone, str) else zone
+
     def advance(self, seconds: float) -> None:
         """Move a frozen clock forward (a running clock is frozen at now + seconds)."""
         with self._lock:
@@ -114,7 +120,10 @@ class ServerClock:
 
     def stamp(self, epoch: float | None = None) -> str:
         """The timestamp string Stash would write now (or at ``epoch``)."""
-        return self.zone.format(self.now() if epoch is None else epoch)
+        moment = self.now() if epoch is None else epoch
+        with self._lock:
+            zone = self.zone
+        return zone.format(moment)
 
     def stamp_tomorrow(self) -> str:
         """Default upper bound of a BETWEEN without value2: local now + 1 day (docs/stash-behaviour.md §3)."""

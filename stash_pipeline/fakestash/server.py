@@ -14,8 +14,9 @@ Endpoints
     ``{"action": "fault", "kind": ..., "times": 1, "match": null, "params": {...}}`` → ``{"armed": ...}``
     ``{"action": "clear_faults"}`` → ``{"cleared": true}``
     ``{"action": "truth"}`` → the truth export (``FakeStash.truth()``)
-    ``{"action": "clock", "freeze": epoch|null, "advance": seconds, "unfreeze": true}`` (any subset;
-        ``freeze: null`` freezes at the current time) → ``{"now": epoch, "stamp": "...", "frozen": bool}``
+    ``{"action": "clock", "freeze": epoch|null, "advance": seconds, "unfreeze": true, "zone": "+11:00"}``
+        (any subset; ``freeze: null`` freezes at the current time; ``zone`` is what the server writes
+        in from now on, as ``--zone`` takes it) → ``{"now": epoch, "stamp": "...", "frozen": bool}``
     ``{"action": "stats"}`` → ``{"request_count": n, "counts": {type: rows}, "faults_pending": [...]}``
   Bad requests (unknown action or method, bad arguments) → HTTP 400 ``{"error": "..."}``.
 
@@ -29,6 +30,7 @@ the client's delayed ACK stall every keep-alive response by ~40 ms.
 """
 
 import contextlib
+import email.utils
 import gzip
 import json
 import socket
@@ -75,6 +77,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests make thousands of requests
         return
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header from the fake's clock (Go's net/http sends one, in UTC, whatever the
+        process's zone): the client reads the server's time from it."""
+        return email.utils.formatdate(
+            self.server.fake.clock.now() if timestamp is None else timestamp, usegmt=True
+        )
 
     # ------------------------------------------------------------------ helpers
     def _send(
@@ -310,6 +319,11 @@ def control(fake: Any, request: dict[str, Any]) -> Any:
             clock.freeze(request["freeze"])
         if request.get("advance"):
             clock.advance(float(request["advance"]))
+        if request.get("zone"):
+            try:
+                clock.set_zone(str(request["zone"]))
+            except ValueError as err:
+                raise ControlError(str(err)) from None
         return {"now": clock.now(), "stamp": clock.stamp(), "frozen": clock.frozen_at is not None}
     if action == "stats":
         with fake.store.lock:

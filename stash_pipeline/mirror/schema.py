@@ -116,7 +116,10 @@ OPERATIONAL_DDL = [
         refill_columns VARCHAR[],
         -- What the server of the last run was, and the columns it did not offer (stored NULL).
         stash_version VARCHAR,
-        not_offered VARCHAR[]
+        not_offered VARCHAR[],
+        -- The server's clock (HTTP Date) when the last complete full or incremental read began:
+        -- the next incremental run's stamp check starts there (docs/architecture.md §6).
+        server_time TIMESTAMPTZ
     )""",
     """CREATE TABLE IF NOT EXISTS mirror_schema (
         version INTEGER NOT NULL,            -- SCHEMA_VERSION of the code that last upgraded it

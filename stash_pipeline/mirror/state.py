@@ -26,6 +26,7 @@ class SyncState:
     refill_columns: list[str] | None = None
     stash_version: str | None = None
     not_offered: list[str] | None = None
+    server_time: datetime | None = None
 
 
 STATE_COLUMNS = [f.name for f in fields(SyncState)]

@@ -7,7 +7,9 @@ Modes
   local ids it did not receive are deleted (mark and sweep: nothing is deleted unless the read is
   complete and passes the guards), and a count afterwards catches deletes behind the read.
 - ``window``: the entities whose ``updated_at`` falls in a partition window (date-only text bounds).
-- ``incremental``: from the stored cursor minus the overlap window (or an explicit ``since``).
+- ``incremental``: from the stored cursor minus the overlap window (or an explicit ``since``), after
+  a stamp check (``mirror.stamps``) that finds the rows the text order hides when the server's
+  offset moved; it also decides that nothing changed, and the run is skipped.
 - ``specific``: the given ids (targeted resync); ids Stash no longer has are deleted locally.
 
 Deletes and merges bump nothing in Stash, so after the upserts a count mismatch triggers an id
@@ -43,8 +45,15 @@ from stash_pipeline.mirror.merge import (
     unregister,
 )
 from stash_pipeline.mirror.schema import ensure_schema
+from stash_pipeline.mirror.stamps import StampCheck, compare_stamps
 from stash_pipeline.mirror.state import finish_run_row, read_state, start_run_row, update_state
-from stash_pipeline.mirror.windows import TextWindow, max_text, overlap_bound, since_criterion
+from stash_pipeline.mirror.windows import (
+    TextWindow,
+    max_text,
+    overlap_bound,
+    since_criterion,
+    stamp_bound,
+)
 from stash_pipeline.model import SPECS_BY_NAME, EntitySpec
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.client import Page
@@ -124,6 +133,11 @@ class SyncReport:
     not_offered: list[str] = field(default_factory=list)
     # Columns an upgrade added, filled by this (full) run: "scenes: 1 new column (code), ...".
     filled_columns: list[str] = field(default_factory=list)
+    # The server's clock when the run began (HTTP Date): the next stamp check starts there.
+    server_time: datetime | None = None
+    # The stamp check of an incremental run: rows listed above its bound, and changed among them.
+    stamps_listed: int | None = None
+    stamps_changed: int | None = None
 
     @property
     def schema_note(self) -> str | None:
@@ -435,7 +449,8 @@ class EntitySync:
             if mode == "specific":
                 self._sync_ids(request.ids, report, logctx)
             else:
-                self._sync_filtered(mode, criterion, state, report, logctx)
+                check_stamps = mode == "incremental" and not request.since
+                self._sync_filtered(mode, criterion, state, report, logctx, check_stamps)
             report.status = "partial" if report.failed else "success"
         except BaseException as exc:
             # A termination (Dagster raises a BaseException into the step, like Ctrl-C) is a
@@ -468,18 +483,35 @@ class EntitySync:
         return {"updated_at": criterion} if criterion else None
 
     def _sync_filtered(
-        self, mode: str, criterion: dict | None, state: Any, report: SyncReport, logctx: LogContext
+        self,
+        mode: str,
+        criterion: dict | None,
+        state: Any,
+        report: SyncReport,
+        logctx: LogContext,
+        check_stamps: bool = False,
     ) -> None:
         type_filter = self._filter(criterion)
         counts = self.client.count_many({self.spec.name: type_filter})
+        report.server_time = self.client.server_time
         changed_count = counts[self.spec.name]
         report.stash_count = counts.get(f"{self.spec.name}_total", changed_count)
-        if mode == "incremental" and self._nothing_changed(
-            criterion, changed_count, report.stash_count, state
-        ):
-            report.skipped = True
-            report.local_count = report.stash_count
-            return
+        hidden: tuple[int, ...] = ()  # changed rows the read of the window cannot see
+        if check_stamps and criterion is not None:
+            check = self._stamp_check(state, criterion["value"])
+            report.stamps_listed, report.stamps_changed = check.listed, len(check.changed)
+            if not check.changed and report.stash_count == self._local_count():
+                report.skipped = True
+                report.local_count = report.stash_count
+                return
+            hidden = check.below
+            if hidden:
+                log.info(
+                    "%s: %d rows changed with updated_at below the cursor's window (the server's UTC "
+                    "offset moved west?); reading them by id",
+                    self.spec.name,
+                    len(hidden),
+                )
         # A paged read is no snapshot: a row edited after its page was read would be missed.
         # Note the newest updated_at now; after the pages, re-read whatever changed since.  The
         # newest row is among the read's own rows, so the server sorts only those (an incremental
@@ -535,6 +567,8 @@ class EntitySync:
         # The main read, then (once its last page is in, while its last batches merge) a catch-up
         # read of the rows changed since it began.
         reads = [read(type_filter, **resume)]
+        if hidden:
+            reads.append(lambda keep_going: self._pages_by_ids(list(hidden)))
         if catch_up_from is not None:
             log.info("%s: re-reading rows updated since %s after the read", self.spec.name, catch_up_from)
             reads.append(read(self._filter(since_criterion(catch_up_from))))
@@ -586,32 +620,18 @@ class EntitySync:
             touched_members.update(outcome.updated)
         return _Merged(batch.rows, batch.pages, batch.shaped.duplicates, outcome)
 
-    def _nothing_changed(self, criterion: dict | None, window_count: int, total: int, state: Any) -> bool:
-        """True when the incremental window holds exactly what the mirror already has.
+    def _stamp_check(self, state: Any, window: str) -> StampCheck:
+        """The stamps of every row written since the previous run began (and of the overlap
+        window), compared with the mirror's (``mirror.stamps``)."""
+        bound = stamp_bound(state.server_time, state.cursor, self.options.overlap_seconds) or window
+        stamps = self.client.stamps(self.spec, self._filter(since_criterion(bound)))
+        return compare_stamps(self.con, self.spec, bound, stamps, window)
 
-        The window re-reads an overlap before the cursor, so it is rarely empty; instead: no row is
-        newer than the cursor, the window holds as many rows in Stash as in the mirror (a DST
-        fall-back writes later edits with text *below* the cursor; they would change this count
-        only if new, so the third test catches re-edited ones), and the totals agree.
-        """
-        if criterion is None or total != self._local_count() or not state.cursor:
-            return False
-        bound = criterion["value"]
-        local_window = fetch_scalar(
-            self.con, f"SELECT count(*) FROM {self.spec.name} WHERE updated_at_text >= ?", [bound]
-        )
-        if window_count != local_window:
-            return False
-        newer = self.client.count(
-            self.spec, {"updated_at": {"modifier": "GREATER_THAN", "value": state.cursor}}
-        )
-        if newer:
-            return False
-        # Same number of rows in the window: any that changed there carries a new string.
-        local_max = fetch_scalar(
-            self.con, f"SELECT max(updated_at_text) FROM {self.spec.name} WHERE updated_at_text >= ?", [bound]
-        )
-        return local_max is None or local_max <= state.cursor
+    def _pages_by_ids(self, ids: list[int]) -> Iterator[Page]:
+        """The given rows in full, as one page (rows gone since are left to the delete check)."""
+        found, _missing = self.client.fetch_by_ids(self.spec, ids)
+        if found:
+            yield Page(found, 1)
 
     # ------------------------------------------------------------------ specific ids
     def _sync_ids(self, ids: Iterable[int], report: SyncReport, logctx: LogContext) -> None:
@@ -811,6 +831,9 @@ class EntitySync:
             values["resume_cursor"] = None
             if report.sync_type in ("full", "incremental"):
                 values["cursor"] = report.cursor_after
+        if final and report.sync_type in ("full", "incremental") and report.server_time is not None:
+            # Every row written before it is in the mirror now (a skipped run checked their stamps).
+            values["server_time"] = report.server_time
         if final and report.sync_type == "full":
             values["last_full_sync_at"] = now
             values["refill_columns"] = None

@@ -4,13 +4,21 @@ Stash binds the criterion value as raw text and compares it byte-wise with strin
 server's local offset.  Two kinds of bound are therefore exact:
 - a date-only string: ``"2024-03-01" <= "2024-03-01T…"`` and ``"2024-04-01" > "2024-03-31T…"``, so
   ``BETWEEN "2024-03-01" AND "2024-04-01"`` is the half-open local-date window [March, April);
-- a timestamp written in the *same offset format* as the stored values (the cursor's own offset).
+- a timestamp written in the *same offset format* as the stored values (the cursor's own offset);
+- a bare local date-time with no offset (``"2024-03-01T10:00:00"``): below every stored string whose
+  wall-clock digits are at or after it, whatever their offset (a prefix sorts first).
+
+The last one is what makes a sync exact when the server's offset moves (docs/stash-behaviour.md §4):
+a row written at instant ``t`` in any offset on Earth (``-12:00`` to ``+14:00``) has wall-clock digits
+at or after ``t - 12h``, so ``any_offset_bound(t)`` is below the text of every row written since ``t``.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 UPPER_SENTINEL = "9999-12-31T23:59:59Z"
+WESTMOST_OFFSET = timedelta(hours=-12)
+"""The lowest UTC offset in use anywhere (Etc/GMT+12): no local wall clock is further behind UTC."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,32 @@ def overlap_bound(cursor: str, overlap_seconds: float) -> str:
     """
     moment = parse_stash_time(cursor) - timedelta(seconds=overlap_seconds)
     return format_like(moment, cursor)
+
+
+def any_offset_bound(instant: datetime) -> str:
+    """The largest text below the ``updated_at`` of every row written at or after ``instant``,
+    whatever offset the server writes in: the wall-clock digits of ``instant`` in the westmost
+    offset, without an offset suffix."""
+    return (instant.astimezone(UTC) + WESTMOST_OFFSET).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def stamp_bound(server_time: datetime | None, cursor: str | None, overlap_seconds: float) -> str | None:
+    """Lower bound of an incremental run's stamp check (docs/architecture.md §6).
+
+    Every row written since the previous run began (``server_time``, the server's own clock, less
+    the overlap) has text at or above ``any_offset_bound``; the overlap window before the cursor is
+    included too (the lower of the two).  Without a server time (a mirror synced before it was
+    recorded, or a server that sends no ``Date``), the cursor's instant stands in for it.
+    """
+    overlap = timedelta(seconds=overlap_seconds)
+    bounds: list[str] = []
+    if cursor:
+        bounds.append(overlap_bound(cursor, overlap_seconds))
+        if server_time is None:
+            server_time = parse_stash_time(cursor)
+    if server_time is not None:
+        bounds.append(any_offset_bound(server_time - overlap))
+    return min(bounds) if bounds else None
 
 
 def max_text(*values: str | None) -> str | None:

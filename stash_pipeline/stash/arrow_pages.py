@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from stash_pipeline.model import EntitySpec, Relation
+from stash_pipeline.stash.queries import Selection
 
 
 def _element_type(rel: Relation) -> pa.DataType:
@@ -55,9 +56,15 @@ def entity_type(spec: EntitySpec) -> pa.StructType:
     return pa.struct(list(fields.items()))
 
 
+_LIGHT_TYPES = {
+    Selection.IDS: pa.struct([("id", pa.string())]),
+    Selection.STAMPS: pa.struct([("id", pa.string()), ("updated_at", pa.string())]),
+}
+
+
 @cache
-def _parse_options(spec: EntitySpec, ids_only: bool) -> pa_json.ParseOptions:
-    entity = pa.struct([("id", pa.string())]) if ids_only else entity_type(spec)
+def _parse_options(spec: EntitySpec, selection: Selection) -> pa_json.ParseOptions:
+    entity = entity_type(spec) if selection is Selection.FULL else _LIGHT_TYPES[selection]
     result = pa.struct([("count", pa.int64()), (spec.result_key, pa.list_(entity))])
     answer = pa.schema(
         [
@@ -69,9 +76,9 @@ def _parse_options(spec: EntitySpec, ids_only: bool) -> pa_json.ParseOptions:
 
 
 def decode_page(
-    body: bytes, spec: EntitySpec, ids_only: bool = False
+    body: bytes, spec: EntitySpec, selection: Selection = Selection.FULL
 ) -> tuple[int | None, pa.StructArray] | None:
-    """``(count or None, entities)`` of a page answer for ``spec`` (full entities, or ids only),
+    """``(count or None, entities)`` of a page answer for ``spec`` (full entities, ids or stamps),
     or ``None`` when Arrow cannot take the answer exactly as typed (the caller then parses it as
     JSON objects)."""
     try:
@@ -81,7 +88,7 @@ def decode_page(
             pa.BufferReader(body),
             # One block holds the whole answer, so line breaks inside it (pretty-printing) do not matter.
             read_options=pa_json.ReadOptions(block_size=len(body) + 1, use_threads=False),
-            parse_options=_parse_options(spec, ids_only),
+            parse_options=_parse_options(spec, selection),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         # Invalid: malformed JSON or a value off its declared type (see the module docstring);

@@ -138,17 +138,34 @@ class StashClient(PagedReads):
             out[f"{name}_total"] = total
         return out
 
-    def count_probes(self, probes: Mapping[str, tuple[str, Filter]]) -> dict[str, int]:
-        """Counts for ``{alias: (type name, filter or None)}`` in ONE request, keyed by alias."""
+    def probe(self, probes: Mapping[queries.Probe, Filter]) -> dict[str, Any]:
+        """The sensor's probes (each with its filter, or ``None``) in ONE request, keyed by alias:
+        a count, or for a stamps probe the sorted ``(id, updated_at)`` pairs, verified against the
+        count in the same answer."""
         if not probes:
             return {}
-        entries = tuple((alias, spec_for(name).name, f is not None) for alias, (name, f) in probes.items())
-        document = queries.count_probes_query(entries)
-        variables = {alias: f for alias, (_name, f) in probes.items() if f is not None}
+        document = queries.probes_query(tuple(probes))
+        variables = {p.alias: f for p, f in probes.items() if p.filtered}
         data = self.execute(document, variables)
-        return {
-            alias: self._int(self._result(data, alias, "CountProbes").get("count"), alias) for alias in probes
-        }
+        out: dict[str, Any] = {}
+        for probe in probes:
+            result = self._result(data, probe.alias, queries.PROBES_OPERATION)
+            count = self._int(result.get("count"), f"{probe.alias}.count")
+            if not probe.stamps:
+                out[probe.alias] = count
+                continue
+            spec = spec_for(probe.type_name)
+            items = self._items(result, spec, document)
+            pairs = sorted(
+                (self._id(item, document), text if isinstance(text := item.get("updated_at"), str) else None)
+                for item in items
+            )
+            if len({i for i, _ in pairs}) != len(pairs) or len(pairs) != count:
+                raise StashConsistencyError(
+                    f"{probe.alias}: {len(pairs)} stamps but Stash reports count {count} in the same answer"
+                )
+            out[probe.alias] = pairs
+        return out
 
     def latest_updated_at(self, spec: EntitySpec, filter: Filter = None) -> str | None:
         """The newest ``updated_at`` string of the rows of a type matching ``filter``, verbatim

@@ -30,6 +30,7 @@ from stash_pipeline.stash.errors import (
     StashNotFoundError,
     StashProtocolError,
 )
+from stash_pipeline.stash.queries import Selection
 from stash_pipeline.stash.transport import JSON, Items, Reply, Transport, _payload
 
 logger = logging.getLogger("stash_pipeline.stash")
@@ -94,11 +95,12 @@ def _drop(ahead: "tuple[int, Future[Reply]] | None") -> None:
         ahead[1].exception()
 
 
-def _accept_ids(ids: list[int], last: int, read: array, ids_only: bool, op: str) -> tuple[int, int]:
+def _accept_ids(ids: list[int], last: int, read: array, strict: bool, op: str) -> tuple[int, int]:
     """Check one keyset page's ids and append them to ``read``; return (its last id, its unique ids).
 
     They must be strictly ascending after ``last``.  The same row twice in one answer (a bad JOIN)
-    makes a sweep untrustworthy, but a page of entities is kept: the shaper keeps one copy
+    makes a sweep or a stamp check (``strict``) untrustworthy, but a page of entities is kept: the
+    shaper keeps one copy
     (docs/architecture.md §2 rules 5 and 7).
     """
     if ids and ids[0] > last and all(a < b for a, b in pairwise(ids)):
@@ -108,7 +110,7 @@ def _accept_ids(ids: list[int], last: int, read: array, ids_only: bool, op: str)
     seen: set[int] = set()
     for entity_id in ids:  # otherwise id by id, to say exactly what is wrong
         if entity_id in seen:
-            if ids_only:
+            if strict:
                 raise StashConsistencyError(
                     f"{op}: id {entity_id} appears twice in one answer; refusing to trust the sweep"
                 )
@@ -144,12 +146,12 @@ class PagedReads(Transport):
         document: str,
         variables: JSON,
         *,
-        ids_only: bool = False,
+        selection: Selection = Selection.FULL,
         sent: "Future[Reply] | None" = None,
         on_reply: Callable[[Reply], None] | None = None,
         keep_going: Callable[[], bool] | None = None,
     ) -> tuple[Items, Any]:
-        """One page of entities (full, or ids only) and its answer's ``count`` (``None`` if not
+        """One page of entities (full, ids or stamps) and its answer's ``count`` (``None`` if not
         selected).
 
         The answer is decoded straight into Arrow when every value has its declared type, else
@@ -170,7 +172,7 @@ class PagedReads(Transport):
                 reply = self._post(body)
             if on_reply is not None:
                 on_reply(reply)
-            return self._answer(reply, op, lambda content: decode_page(content, spec, ids_only))
+            return self._answer(reply, op, lambda content: decode_page(content, spec, selection))
 
         answer = self._with_retries(attempt, op or "query")
         if isinstance(answer, tuple):
@@ -232,7 +234,7 @@ class PagedReads(Transport):
                 spec,
                 filter,
                 size,
-                ids_only=False,
+                selection=Selection.FULL,
                 recover=True,
                 after_id=after_id or 0,
                 keep_going=keep_going,
@@ -248,7 +250,7 @@ class PagedReads(Transport):
         filter: Filter,
         size: int,
         *,
-        ids_only: bool,
+        selection: Selection,
         recover: bool,
         after_id: int = 0,
         keep_going: Callable[[], bool] | None = None,
@@ -274,8 +276,9 @@ class PagedReads(Transport):
         op = f"{spec.name} keyset read"
         # What this read covers: the filter, above ``after_id`` when resuming.
         scope = _and_id(filter, "GREATER_THAN", after_id) if after_id else filter
-        first_doc = (queries.ids_query if ids_only else queries.page_query)(spec, True)
-        next_doc = (queries.ids_query if ids_only else queries.page_query)(spec, False)
+        first_doc = queries.paged_query(spec, selection, True)
+        next_doc = queries.paged_query(spec, selection, False)
+        full = selection is Selection.FULL
         read = array("q")  # ids read, ascending by construction (8 bytes each)
         last = after_id
         first = True
@@ -316,9 +319,9 @@ class PagedReads(Transport):
                     spec,
                     document,
                     variables,
-                    ids_only=ids_only,
+                    selection=selection,
                     sent=sent,
-                    on_reply=None if ids_only else send_next,
+                    on_reply=send_next if full else None,
                     keep_going=keep_going,
                 )
                 count = self._int(raw_count, f"{spec.query}.count") if first else None
@@ -328,7 +331,7 @@ class PagedReads(Transport):
                     raise StashConsistencyError(
                         f"{op}: the first page is empty but Stash reports {count} matching rows"
                     )
-                previous, unique = _accept_ids(self._ids_of(items, document), last, read, ids_only, op)
+                previous, unique = _accept_ids(self._ids_of(items, document), last, read, not full, op)
                 if len(items):
                     empty_streak = 0
                     yield items, count
@@ -377,18 +380,52 @@ class PagedReads(Transport):
     def _snapshot_ids(self, spec: EntitySpec, filter: Filter) -> list[int]:
         """All matching ids in ONE request (``per_page: -1``: one read transaction), verified:
         unique and as many as the count from the same answer, else ``StashConsistencyError``."""
-        document = queries.ids_query(spec, True)
-        data = self.execute(document, {"filter": filter, "page": 1, "per_page": -1})
-        result = self._result(data, spec.query, document)
-        count = self._int(result.get("count"), f"{spec.query}.count")
-        ids = [self._id(item, document) for item in self._items(result, spec, document)]
+        return sorted(self._ids_of(self._snapshot(spec, filter, Selection.IDS), spec.name))
+
+    def _snapshot(self, spec: EntitySpec, filter: Filter, selection: Selection) -> Items:
+        """Every matching row (ids or stamps) in ONE request, verified like ``_snapshot_ids``."""
+        document = queries.light_query(spec, selection, True)
+        items, raw_count = self._read_page(
+            spec, document, {"filter": filter, "page": 1, "per_page": -1}, selection=selection
+        )
+        count = self._int(raw_count, f"{spec.query}.count")
+        ids = self._ids_of(items, document)
         unique = set(ids)
         if len(unique) != len(ids) or len(unique) != count:
+            what = "id sweep" if selection is Selection.IDS else "stamp check"
             raise StashConsistencyError(
-                f"{spec.name} id sweep: {len(ids)} ids ({len(unique)} unique) but Stash reports "
+                f"{spec.name} {what}: {len(ids)} ids ({len(unique)} unique) but Stash reports "
                 f"count {count} in the same answer; refusing to trust it"
             )
-        return sorted(unique)
+        return items
+
+    def stamps(self, spec: EntitySpec, filter: Filter, page_size: int = 50000) -> pa.Table:
+        """``(id, updated_at)`` of every row matching ``filter``, verified like a sweep: a table of
+        ``id`` (int64) and ``updated_at`` (the server's text, verbatim; NULL for a row re-listed at
+        the end of a keyset read, whose stamp is unknown: callers treat it as changed).
+
+        Keyset types page by id (``_keyset_read``); the others take one ``per_page: -1`` request.
+        """
+        if spec.keyset:
+            pages = [
+                items
+                for items, _count in self._keyset_read(
+                    spec, filter, page_size, selection=Selection.STAMPS, recover=False
+                )
+            ]
+        else:
+            pages = [self._snapshot(spec, filter, Selection.STAMPS)]
+        ids: list[int] = []
+        texts: list[str | None] = []
+        for items in pages:
+            ids.extend(self._ids_of(items, spec.name))
+            if isinstance(items, pa.StructArray):
+                texts.extend(items.field("updated_at").to_pylist())
+            else:
+                texts.extend(
+                    value if isinstance(value := item.get("updated_at"), str) else None for item in items
+                )
+        return pa.table({"id": pa.array(ids, pa.int64()), "updated_at": pa.array(texts, pa.string())})
 
     def _offset_pages(
         self, spec: EntitySpec, filter: Filter, size: int, keep_going: Callable[[], bool] | None = None
@@ -463,7 +500,9 @@ class PagedReads(Transport):
         if not spec.keyset:
             yield self._snapshot_ids(spec, filter)
             return
-        for items, _count in self._keyset_read(spec, filter, page_size, ids_only=True, recover=False):
+        for items, _count in self._keyset_read(
+            spec, filter, page_size, selection=Selection.IDS, recover=False
+        ):
             yield self._ids_of(items, spec.name)
 
     def fetch_by_ids(self, spec: EntitySpec, ids: Iterable[int | str]) -> tuple[list[JSON], list[int]]:

@@ -16,6 +16,8 @@ validation test against the real schema.
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from functools import cache
 
 from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, Relation, spec_for
@@ -56,16 +58,47 @@ def page_query(spec: EntitySpec, with_count: bool = True) -> str:
     )
 
 
+class Selection(Enum):
+    """What each entity of a page carries."""
+
+    FULL = "full"  # every mirrored field (``spec.selection``)
+    IDS = "ids"  # the id only: sweeps, which find deletions
+    STAMPS = "stamps"  # id and updated_at: the stamp check, which finds what changed without a bump
+    # of the text order (docs/architecture.md §6)
+
+
+_LIGHT = {Selection.IDS: ("Ids", "id"), Selection.STAMPS: ("Stamps", "id updated_at")}
+
+
 @cache
-def ids_query(spec: EntitySpec, with_count: bool = True) -> str:
-    """One page of ids only (the sweep): ``$filter``, ``$page``, ``$per_page`` (-1 means all)."""
+def light_query(spec: EntitySpec, selection: Selection, with_count: bool = True) -> str:
+    """One page of ids, or of (id, updated_at) stamps: ``$filter``, ``$page``, ``$per_page`` (-1
+    means all)."""
+    name, fields = _LIGHT[selection]
     count = "count " if with_count else ""
-    suffix = "Ids" if with_count else "IdsNoCount"
+    suffix = name if with_count else f"{name}NoCount"
     return (
         f"query {_title(spec)}{suffix}($filter: {spec.filter_type}, $page: Int!, $per_page: Int!) {{ "
         f"{spec.query}({spec.filter_arg}: $filter, {_paged_filter()}) {{ "
-        f"{count}{spec.result_key} {{ id }} }} }}"
+        f"{count}{spec.result_key} {{ {fields} }} }} }}"
     )
+
+
+def ids_query(spec: EntitySpec, with_count: bool = True) -> str:
+    """One page of ids only (the sweep)."""
+    return light_query(spec, Selection.IDS, with_count)
+
+
+def stamps_query(spec: EntitySpec, with_count: bool = True) -> str:
+    """One page of (id, updated_at) stamps."""
+    return light_query(spec, Selection.STAMPS, with_count)
+
+
+def paged_query(spec: EntitySpec, selection: Selection, with_count: bool = True) -> str:
+    """The page document of ``spec`` for ``selection``."""
+    if selection is Selection.FULL:
+        return page_query(spec, with_count)
+    return light_query(spec, selection, with_count)
 
 
 @cache
@@ -165,39 +198,53 @@ def _count_many_query(filtered: tuple[str, ...], totals: tuple[str, ...]) -> str
     return f"{head} {{ {' '.join(fields)} }}"
 
 
-COUNT_PROBES_OPERATION = "CountProbes"
+PROBES_OPERATION = "SensorProbe"
 
 
-def sensor_probe_entries(name: str) -> tuple[tuple[str, str, bool], ...]:
-    """The smart-sync sensor's three probes of one type: newer than the cursor, in the overlap
-    window, and the total (deletions show as a smaller total)."""
-    return ((f"{name}_newer", name, True), (f"{name}_window", name, True), (f"{name}_total", name, False))
+@dataclass(frozen=True)
+class Probe:
+    """One question of the sensor's probe: a count of a type's rows (all of them when it has no
+    filter), or their stamps (``stamps``: ``(id, updated_at)`` of every row matching the filter)."""
+
+    alias: str
+    type_name: str
+    filtered: bool
+    stamps: bool = False
+
+
+def sensor_probes(name: str) -> tuple[Probe, Probe, Probe, Probe]:
+    """The smart-sync sensor's probes of one type: the total (deletions show as a smaller one),
+    the stamps at or above the stamp bound, and the two counts it falls back to when those are
+    too many to list on every tick (newer than the cursor, in the overlap window)."""
+    return (
+        Probe(f"{name}_total", name, False),
+        Probe(f"{name}_stamps", name, True, stamps=True),
+        Probe(f"{name}_newer", name, True),
+        Probe(f"{name}_window", name, True),
+    )
 
 
 @cache
-def count_probes_query(entries: tuple[tuple[str, str, bool], ...]) -> str:
-    """Any number of count probes in ONE document: ``entries`` are (alias, type name, filtered).
-
-    The smart-sync sensor asks every type's "changed since cursor", "in the overlap window" and
-    "total" counts this way: one request per tick, one read transaction.
-    """
-    probe = f"filter: {{per_page: 0, {SORT}}}"
+def probes_query(probes: tuple[Probe, ...]) -> str:
+    """Any number of probes in ONE document (one request per tick, one read transaction)."""
+    count_filter = f"filter: {{per_page: 0, {SORT}}}"
+    all_rows = f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}"
     params: list[str] = []
     fields: list[str] = []
-    for alias, name, filtered in entries:
-        spec = spec_for(name)
-        if filtered:
-            params.append(f"${alias}: {spec.filter_type}")
-            fields.append(f"{alias}: {spec.query}({spec.filter_arg}: ${alias}, {probe}) {{ count }}")
+    for probe in probes:
+        spec = spec_for(probe.type_name)
+        args = f"{spec.filter_arg}: ${probe.alias}, " if probe.filtered else ""
+        if probe.filtered:
+            params.append(f"${probe.alias}: {spec.filter_type}")
+        if probe.stamps:
+            fields.append(
+                f"{probe.alias}: {spec.query}({args}{all_rows}) {{ count {spec.result_key} {{ id updated_at }} }}"
+            )
         else:
-            fields.append(f"{alias}: {spec.query}({probe}) {{ count }}")
+            fields.append(f"{probe.alias}: {spec.query}({args}{count_filter}) {{ count }}")
     if not fields:
-        raise ValueError("count_probes needs at least one probe")
-    head = (
-        f"query {COUNT_PROBES_OPERATION}({', '.join(params)})"
-        if params
-        else f"query {COUNT_PROBES_OPERATION}"
-    )
+        raise ValueError("a probe needs at least one question")
+    head = f"query {PROBES_OPERATION}({', '.join(params)})" if params else f"query {PROBES_OPERATION}"
     return f"{head} {{ {' '.join(fields)} }}"
 
 
@@ -259,6 +306,8 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
         yield page_query(spec, False)
         yield ids_query(spec, True)
         yield ids_query(spec, False)
+        yield stamps_query(spec, True)
+        yield stamps_query(spec, False)
         yield count_query(spec)
         yield tail_probe_query(spec)
         yield by_ids_query(spec)
@@ -269,7 +318,7 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
     for name in names:
         yield count_many_query([name], [name])
         yield count_many_query([name], [])
-    yield count_probes_query(tuple(probe for n in names for probe in sensor_probe_entries(n)))
+    yield probes_query(tuple(probe for n in names for probe in sensor_probes(n)))
     yield IMAGES_OF_GALLERY
     for *_specs, document in members_queries():
         yield document
@@ -295,5 +344,8 @@ __all__ = [
     "members_query",
     "operation_name",
     "page_query",
+    "probes_query",
+    "sensor_probes",
+    "stamps_query",
     "tail_probe_query",
 ]

@@ -7,6 +7,9 @@
   transient: connect errors, timeouts, dropped connections, HTTP 429/5xx, malformed JSON in a 200, and
   GraphQL errors saying "database is locked" (SQLite busy).  Never on 401 (``StashAuthError`` at
   once), other 4xx or other GraphQL errors (``StashGraphQLError`` at once): retrying cannot fix them.
+- **The server's clock**: every answer's HTTP ``Date`` header (UTC, whatever zone the server runs in)
+  is kept as ``server_time``: an incremental run bounds its stamp check with it
+  (docs/architecture.md §6).
 - **Answer checks**: ``_result``, ``_items``, ``_id`` and ``_int`` turn a malformed answer into a
   ``StashProtocolError`` naming what was wrong.
 """
@@ -18,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -95,6 +100,19 @@ class Reply:
     def text(self) -> str:
         return self.content.decode("utf-8", errors="replace")
 
+    @property
+    def server_time(self) -> datetime | None:
+        """The server's clock when it answered (the ``Date`` header, whole seconds, UTC), or
+        ``None`` when absent or unreadable."""
+        value = self.headers.get("date")
+        if not value:
+            return None
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
 
 def _retry_after(response: Reply) -> float | None:
     value = response.headers.get("retry-after")
@@ -171,6 +189,7 @@ class Transport:
         )
         self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
         self.requests_sent = 0  # HTTP requests attempted (retries included): run metadata, tests
+        self.server_time: datetime | None = None  # the Date of the latest answer
         self._count_lock = threading.Lock()
         self._early: ThreadPoolExecutor | None = None  # sends the next keyset page early
 
@@ -221,7 +240,9 @@ class Transport:
         try:
             with self._http.stream(method, url, content=content, headers=headers) as response:
                 body = b"".join(response.iter_bytes())
-                return Reply(response.status_code, response.headers, body)
+                reply = Reply(response.status_code, response.headers, body)
+                self.server_time = reply.server_time or self.server_time
+                return reply
         except httpx.TimeoutException as exc:
             raise _Transient(f"timeout after {self.timeout}s ({type(exc).__name__})") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:

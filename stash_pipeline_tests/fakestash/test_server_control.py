@@ -145,3 +145,25 @@ def test_dst_fall_back_repeats_a_local_hour(make_fake_server, gql_session) -> No
         '{ findScenes(filter: {per_page: -1, sort: "updated_at", direction: DESC}) { scenes { id } } }'
     )
     assert [int(s["id"]) for s in ordered["findScenes"]["scenes"]][:2] == [first_id, second_id]
+
+
+def test_date_header_follows_the_fake_clock_in_utc(small_server, control) -> None:
+    """Like Go's net/http: every answer carries ``Date`` in UTC, whatever zone the server writes."""
+    epoch = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+    control({"action": "clock", "freeze": epoch, "zone": "+11:00"})
+    with httpx.Client(base_url=small_server.url) as client:
+        response = client.post("/graphql", json={"query": TITLE})
+    assert response.headers["date"] == "Wed, 02 Jan 2030 03:04:05 GMT"
+    assert response.json()["data"]["findScene"] is not None
+
+
+def test_zone_control_moves_the_offset_of_later_writes(control, small_fake) -> None:
+    epoch = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
+    assert (
+        control({"action": "clock", "freeze": epoch, "zone": "+11:00"})["stamp"]
+        == "2030-01-02T14:04:05+11:00"
+    )
+    assert control({"action": "clock", "zone": "-05:00"})["stamp"] == "2030-01-01T22:04:05-05:00"
+    new_id = control({"action": "mutate", "method": "create", "args": {"kind": "scene"}})["result"]
+    assert small_fake.store.tables["scene"][new_id]["updated_at"] == "2030-01-01T22:04:05-05:00"
+    control({"action": "clock", "zone": "bad"}, status=400)

@@ -318,3 +318,33 @@ def test_latest_updated_at_of_an_empty_type(
 
 def _gallery_image_pairs(client: StashClient, gallery_ids: list[int]) -> list[tuple[int, int]]:
     return client.member_pairs(IMAGES, IMAGES.relation("galleries"), gallery_ids)
+
+
+@pytest.mark.parametrize("spec", [SCENES, TAGS], ids=["keyset", "offset"])
+def test_stamps_list_id_and_updated_at_verbatim(small_fake: FakeStash, client: StashClient, spec) -> None:
+    rows = small_fake.store.tables[spec.singular]
+    bound = sorted(r["updated_at"] for r in rows.values())[len(rows) // 2]
+    table = client.stamps(spec, {"updated_at": {"modifier": "GREATER_THAN", "value": bound}}, page_size=7)
+    expected = sorted((i, r["updated_at"]) for i, r in rows.items() if r["updated_at"] > bound)
+    assert list(zip(table["id"].to_pylist(), table["updated_at"].to_pylist(), strict=True)) == expected
+    assert expected  # the bound leaves rows on both sides
+
+
+def test_server_time_is_read_from_the_date_header(small_fake: FakeStash, client: StashClient) -> None:
+    from datetime import UTC, datetime
+
+    small_fake.clock.freeze(datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC).timestamp())
+    small_fake.clock.set_zone("+11:00")  # the offset the server writes in does not matter
+    assert client.server_time is None or client.server_time.year < 2031
+    client.count(SCENES, None)
+    assert client.server_time == datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+def test_a_missing_or_garbled_date_header_is_no_server_time() -> None:
+    import httpx
+
+    from stash_pipeline.stash.transport import Reply
+
+    assert Reply(200, httpx.Headers({}), b"").server_time is None
+    assert Reply(200, httpx.Headers({"date": "yesterday-ish"}), b"").server_time is None
+    assert Reply(200, httpx.Headers({"date": "Wed, 02 Jan 2030 03:04:05 GMT"}), b"").server_time.hour == 3

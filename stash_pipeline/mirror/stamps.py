@@ -1,0 +1,72 @@
+"""The stamp check: which rows changed, found by comparing ``(id, updated_at)`` pairs, not text order.
+
+Stash compares ``updated_at`` as text in the offset the server had when it wrote each row, so once
+that offset moves west (a restart with another ``TZ``, a container given its zone) later edits sort
+*below* the cursor for as many hours as it moved (docs/stash-behaviour.md §4).  Every row written
+since an instant ``t`` still has text at or above ``windows.any_offset_bound(t)``; listing the stamps
+above that bound and comparing them with the mirror's finds every change since ``t``, whatever the
+offsets did (docs/architecture.md §6).
+
+The same pairs, hashed, are the sensor's fingerprint of a type: the digest of the mirror's rows
+above the bound is recorded with each sync, and a tick that lists the server's stamps above it and
+gets another digest knows something changed, in one request.
+"""
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from stash_pipeline.mirror.merge import unregister
+from stash_pipeline.model import EntitySpec
+
+
+@dataclass(frozen=True)
+class StampCheck:
+    """What the stamp check of one type found above ``bound``."""
+
+    bound: str
+    listed: int  # rows Stash has above the bound
+    changed: tuple[int, ...]  # their ids whose stamp the mirror does not have (new or edited)
+    below: tuple[int, ...]  # those of them whose text is below ``window`` (a read of it misses them)
+
+
+def stamp_digest(pairs: Iterable[tuple[int, str | None]]) -> str:
+    """A fingerprint of ``(id, updated_at)`` pairs sorted by id (equal sets, equal digests): the MD5
+    of ``id<TAB>updated_at`` lines, as ``mirror_digest`` computes it inside DuckDB."""
+    return hashlib.md5("\n".join(f"{i}\t{t or ''}" for i, t in pairs).encode()).hexdigest()
+
+
+def mirror_digest(con: duckdb.DuckDBPyConnection, spec: EntitySpec, bound: str) -> tuple[int, str]:
+    """(rows, ``stamp_digest``) of the mirror's rows at or above ``bound``, computed by DuckDB (a
+    million rows cost one aggregate, not a million Python tuples)."""
+    rows, digest = con.execute(
+        "SELECT count(*), md5(coalesce(string_agg(CAST(id AS VARCHAR) || chr(9) || "
+        f"coalesce(updated_at_text, ''), chr(10) ORDER BY id), '')) FROM {spec.name} "
+        "WHERE updated_at_text >= ?",
+        [bound],
+    ).fetchone()
+    return int(rows), str(digest)
+
+
+def compare_stamps(
+    con: duckdb.DuckDBPyConnection, spec: EntitySpec, bound: str, stamps: pa.Table, window: str
+) -> StampCheck:
+    """The rows among ``stamps`` (Stash's, above ``bound``) the mirror lacks or holds another
+    stamp of; a NULL stamp (unknown) counts as changed."""
+    con.register("server_stamps", stamps)
+    try:
+        rows = con.execute(
+            f"SELECT s.id, s.updated_at FROM server_stamps s LEFT JOIN {spec.name} m ON m.id = s.id "
+            "WHERE s.updated_at IS NULL OR m.updated_at_text IS DISTINCT FROM s.updated_at ORDER BY s.id"
+        ).fetchall()
+    finally:
+        unregister(con, "server_stamps")
+    return StampCheck(
+        bound=bound,
+        listed=stamps.num_rows,
+        changed=tuple(r[0] for r in rows),
+        below=tuple(r[0] for r in rows if r[1] is None or r[1] < window),
+    )
