@@ -493,9 +493,16 @@ class EntitySync:
     ) -> None:
         type_filter = self._filter(criterion)
         counts = self.client.count_many({self.spec.name: type_filter})
-        report.server_time = self.client.server_time
+        # Where the next stamp check may start: only after a read that saw everything written
+        # before it (a run from an explicit ``since`` did not).
+        report.server_time = self.client.server_time if mode == "full" or check_stamps else None
         changed_count = counts[self.spec.name]
         report.stash_count = counts.get(f"{self.spec.name}_total", changed_count)
+        if mode == "incremental" and not check_stamps and not changed_count:
+            if report.stash_count == self._local_count():  # nothing since ``since``, none deleted
+                report.skipped = True
+                report.local_count = report.stash_count
+                return
         hidden: tuple[int, ...] = ()  # changed rows the read of the window cannot see
         if check_stamps and criterion is not None:
             check = self._stamp_check(state, criterion["value"])
