@@ -59,6 +59,8 @@ class SyncMetadata:
     stamp_rows: int | None = None  # how many they are
     stamps_listed: int | None = None  # this run's stamp check: rows listed, and changed among them
     stamps_changed: int | None = None
+    activity_totals: dict[str, float] | None = None  # Stash's stats totals when the run began
+    activity_changed: int | None = None  # rows with new plays, O counts or activity (no bump)
     stash_count: int | None = None
     local_count: int | None = None
     changed_fields: dict[str, int] | None = None
@@ -105,6 +107,8 @@ class SyncMetadata:
             stamp_rows=stamp_rows,
             stamps_listed=report.stamps_listed,
             stamps_changed=report.stamps_changed,
+            activity_totals=report.activity_totals,
+            activity_changed=report.activity_changed,
             stash_count=report.stash_count,
             local_count=fetch_scalar(con, f"SELECT count(*) FROM {spec.name}"),
             changed_fields=report.changed_fields or None,

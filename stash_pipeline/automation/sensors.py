@@ -8,7 +8,9 @@ materialization recorded: the local count and the digest of the mirror's stamps 
 stamps above the bound are more than ``stamp_limit`` rows is probed by two counts instead (rows
 newer than the cursor, rows in the overlap window), which miss only a re-edit, within the window,
 after a westward offset move; the scheduled incremental run catches that.  Types with no
-difference are skipped; the changed ones get ONE run, over the partition range that covers the
+difference are skipped.  Plays, O counts and saved activity bump nothing: the same request asks
+for Stash's ``stats`` totals of them, compared with those the type's last sync recorded (a move
+means an incremental run, whose activity check finds the rows).  The changed ones get ONE run, over the partition range that covers the
 change, in incremental mode.  Deletes and merges bump nothing, but they lower the total.
 """
 
@@ -83,17 +85,31 @@ def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_
             reasons[spec.name] = "never synced"
         elif total != state.local_count:
             reasons[spec.name] = f"count {total} in Stash vs {state.local_count} mirrored"
-        elif stamps is not None:
-            if stamp_digest(stamps) != state.stamp_digest:
-                reasons[spec.name] = (
-                    f"rows changed at or after {state.stamp_bound} ({len(stamps)} rows there in Stash, "
-                    f"{state.stamp_rows} mirrored)"
-                )
-        elif answers.get(f"{spec.name}_newer", 0) > 0:
+        elif stamps is not None and stamp_digest(stamps) != state.stamp_digest:
+            reasons[spec.name] = (
+                f"rows changed at or after {state.stamp_bound} ({len(stamps)} rows there in Stash, "
+                f"{state.stamp_rows} mirrored)"
+            )
+        elif spec.activity_totals and _activity_moved(
+            state, answers.get("stats") or {}, spec.activity_totals
+        ):
+            reasons[spec.name] = "plays, O counts or activity changed (Stash's stats totals moved; no bump)"
+        elif stamps is None and answers.get(f"{spec.name}_newer", 0) > 0:
             reasons[spec.name] = f"{answers[f'{spec.name}_newer']} updated since {state.cursor}"
-        elif state.window_count is not None and answers.get(f"{spec.name}_window") != state.window_count:
+        elif (
+            stamps is None
+            and state.window_count is not None
+            and answers.get(f"{spec.name}_window") != state.window_count
+        ):
             reasons[spec.name] = "changes inside the overlap window"
     return reasons
+
+
+def _activity_moved(state: SyncMetadata, totals: dict[str, float], keys: tuple[str, ...]) -> bool:
+    """Whether Stash's activity totals differ from those the type's last sync recorded (a sync that
+    recorded none, from before an upgrade or of one partition window, counts as moved)."""
+    recorded = state.activity_totals or {}
+    return any(recorded.get(k) != totals.get(k) for k in keys)
 
 
 def build_smart_sync_sensor(
@@ -118,7 +134,7 @@ def build_smart_sync_sensor(
         last = {s.name: last_sync(context.instance, s.name) for s in ENTITY_SPECS}
         try:
             with stash.client() as client:
-                answers = client.probe(probes_for(last, stamp_limit))
+                answers = client.probe(probes_for(last, stamp_limit), with_totals=True)
         except StashError as exc:
             return dg.SkipReason(f"Stash is unreachable or refused the probe: {exc}")
         reasons = changed_types(last, answers, stamp_limit)
@@ -130,7 +146,9 @@ def build_smart_sync_sensor(
             {
                 "types": types,
                 "cursors": {t: last[t].cursor for t in types},
-                "answers": {k: v if isinstance(v, int) else stamp_digest(v) for k, v in answers.items()},
+                "answers": {
+                    k: v if isinstance(v, int | dict) else stamp_digest(v) for k, v in answers.items()
+                },
             },
             sort_keys=True,
         )

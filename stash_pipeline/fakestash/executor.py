@@ -1013,6 +1013,8 @@ class FilterCompiler:
                 continue
             if key == "id":
                 preds.append(_int_predicate("id", value))
+            elif key in ("o_counter", "play_count", "resume_time", "play_duration"):
+                preds.append(_int_predicate(key, value))
             elif key in ("updated_at", "created_at", "last_played_at", "mod_time"):
                 preds.append(_ts_predicate(key, value, self.clock)[0])
             elif key == "galleries":

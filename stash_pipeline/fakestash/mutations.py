@@ -78,7 +78,14 @@ class Mutations:
             "gallery_update",
             "scene_add_o",
             "scene_add_play",
+            "scene_delete_o",
+            "scene_reset_o",
+            "scene_delete_play",
+            "scene_reset_play_count",
+            "scene_save_activity",
             "image_increment_o",
+            "image_decrement_o",
+            "image_reset_o",
             "add_group_sub_groups",
             "remove_group_sub_groups",
             "move_file",
@@ -323,6 +330,73 @@ class Mutations:
             scene["last_played_at"] = now
             self.store.touch()
             return scene["play_count"]
+
+    def scene_delete_o(self, id: Any) -> int:
+        """``sceneDeleteO`` (no times): drops the latest O; no bump."""
+        with self.store.lock:
+            scene = self._get("scene", id)
+            scene["o_history"] = scene["o_history"][:-1]
+            scene["o_counter"] = len(scene["o_history"])
+            self.store.touch()
+            return scene["o_counter"]
+
+    def scene_reset_o(self, id: Any) -> int:
+        """``sceneResetO``: clears the O history; no bump."""
+        with self.store.lock:
+            scene = self._get("scene", id)
+            scene["o_history"] = []
+            scene["o_counter"] = 0
+            self.store.touch()
+            return 0
+
+    def scene_delete_play(self, id: Any) -> int:
+        """``sceneDeletePlay`` (no times): drops the latest play; last_played_at follows; no bump."""
+        with self.store.lock:
+            scene = self._get("scene", id)
+            scene["play_history"] = scene["play_history"][:-1]
+            scene["play_count"] = len(scene["play_history"])
+            scene["last_played_at"] = scene["play_history"][-1] if scene["play_history"] else None
+            self.store.touch()
+            return scene["play_count"]
+
+    def scene_reset_play_count(self, id: Any) -> int:
+        """``sceneResetPlayCount``: clears the play history and last_played_at; no bump."""
+        with self.store.lock:
+            scene = self._get("scene", id)
+            scene["play_history"] = []
+            scene["play_count"] = 0
+            scene["last_played_at"] = None
+            self.store.touch()
+            return 0
+
+    def scene_save_activity(
+        self, id: Any, resume_time: float | None = None, play_duration: float | None = None
+    ) -> bool:
+        """``sceneSaveActivity``: sets the resume point and adds to the play duration; no bump."""
+        with self.store.lock:
+            scene = self._get("scene", id)
+            if resume_time is not None:
+                scene["resume_time"] = float(resume_time)
+            if play_duration is not None and play_duration > 0:
+                scene["play_duration"] = float(scene["play_duration"] or 0) + float(play_duration)
+            self.store.touch()
+            return True
+
+    def image_decrement_o(self, id: Any) -> int:
+        """``imageDecrementO``: o_counter - 1, not below 0; no bump."""
+        with self.store.lock:
+            image = self._get("image", id)
+            image["o_counter"] = max(0, (image["o_counter"] or 0) - 1)
+            self.store.touch()
+            return image["o_counter"]
+
+    def image_reset_o(self, id: Any) -> int:
+        """``imageResetO``: o_counter 0; no bump."""
+        with self.store.lock:
+            image = self._get("image", id)
+            image["o_counter"] = 0
+            self.store.touch()
+            return 0
 
     def image_increment_o(self, id: Any) -> int:
         """``imageIncrementO``: o_counter + 1; no bump."""

@@ -32,6 +32,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from stash_pipeline.mirror.activity import changed_activity
 from stash_pipeline.mirror.db import GroupCommit, fetch_scalar
 from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
@@ -138,6 +139,9 @@ class SyncReport:
     # The stamp check of an incremental run: rows listed above its bound, and changed among them.
     stamps_listed: int | None = None
     stamps_changed: int | None = None
+    # Stash's activity totals when the run began, and rows whose activity changed (no bump).
+    activity_totals: dict[str, float] | None = None
+    activity_changed: int | None = None
 
     @property
     def schema_note(self) -> str | None:
@@ -498,26 +502,38 @@ class EntitySync:
         report.server_time = self.client.server_time if mode == "full" or check_stamps else None
         changed_count = counts[self.spec.name]
         report.stash_count = counts.get(f"{self.spec.name}_total", changed_count)
-        if mode == "incremental" and not check_stamps and not changed_count:
-            if report.stash_count == self._local_count():  # nothing since ``since``, none deleted
-                report.skipped = True
-                report.local_count = report.stash_count
-                return
+        nothing_since = mode == "incremental" and not check_stamps and not changed_count
+        if nothing_since and report.stash_count == self._local_count():  # and none deleted
+            report.skipped = True
+            report.local_count = report.stash_count
+            return
+        if self.spec.activity_totals and (mode == "full" or check_stamps):
+            # Before the rows are read: an event after this moves the totals the sensor compares.
+            report.activity_totals = self.client.activity_totals()
         hidden: tuple[int, ...] = ()  # changed rows the read of the window cannot see
         if check_stamps and criterion is not None:
             check = self._stamp_check(state, criterion["value"])
             report.stamps_listed, report.stamps_changed = check.listed, len(check.changed)
-            if not check.changed and report.stash_count == self._local_count():
+            activity = self._activity_check()
+            report.activity_changed = len(activity) if self.spec.unbumped_columns else None
+            if not check.changed and not activity and report.stash_count == self._local_count():
                 report.skipped = True
                 report.local_count = report.stash_count
                 return
-            hidden = check.below
-            if hidden:
+            in_window = set(check.changed) - set(check.below)
+            hidden = tuple(sorted(set(check.below) | (set(activity) - in_window)))
+            if activity:
+                log.info(
+                    "%s: %d rows with new plays, O counts or activity (no bump in Stash); reading them by id",
+                    self.spec.name,
+                    len(activity),
+                )
+            if check.below:
                 log.info(
                     "%s: %d rows changed with updated_at below the cursor's window (the server's UTC "
                     "offset moved west?); reading them by id",
                     self.spec.name,
-                    len(hidden),
+                    len(check.below),
                 )
         # A paged read is no snapshot: a row edited after its page was read would be missed.
         # Note the newest updated_at now; after the pages, re-read whatever changed since.  The
@@ -633,6 +649,13 @@ class EntitySync:
         bound = stamp_bound(state.server_time, state.cursor, self.options.overlap_seconds) or window
         stamps = self.client.stamps(self.spec, self._filter(since_criterion(bound)))
         return compare_stamps(self.con, self.spec, bound, stamps, window)
+
+    def _activity_check(self) -> tuple[int, ...]:
+        """Rows whose plays, O counts or activity changed (``mirror.activity``); none when the type
+        has no such columns."""
+        if not self.spec.unbumped_columns:
+            return ()
+        return changed_activity(self.con, self.spec, self.client.activity(self.spec))
 
     def _pages_by_ids(self, ids: list[int]) -> Iterator[Page]:
         """The given rows in full, as one page (rows gone since are left to the delete check)."""

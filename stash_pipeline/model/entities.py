@@ -283,6 +283,7 @@ SCENES = EntitySpec(
             extra=(LinkExtra("scene_index", "scene_index", INT),),
         ),
     ),
+    activity_totals=("total_o_count", "total_play_count", "total_play_duration"),
     description="Scenes with their studio, performers, tags, galleries, groups and primary file.",
 )
 
@@ -316,6 +317,7 @@ IMAGES = EntitySpec(
         "tags",
         "galleries",
     ),
+    activity_totals=("total_o_count",),
     description="Images with their studio, performers, tags and galleries.",
 )
 

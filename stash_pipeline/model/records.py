@@ -108,7 +108,15 @@ class EntitySpec:
     # destination silently): after a delete, every row is re-read.  Cheap for the small types.
     reread_all_after_delete: bool = False
     members_from: MembersFrom | None = None
+    # Stash's ``stats`` totals that move whenever this type's unbumped columns do (plays and O
+    # counts bump nothing): the sensor compares them, and an incremental run checks the activity.
+    activity_totals: tuple[str, ...] = ()
     description: str = ""
+
+    @property
+    def unbumped_columns(self) -> tuple[Column, ...]:
+        """Columns Stash changes without a bump of ``updated_at`` (O counts, plays, activity)."""
+        return tuple(c for c in self.columns if c.unbumped and not c.absent)
 
     @property
     def selection(self) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from stash_pipeline.model import EntitySpec, Relation, spec_for
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash import features, queries
@@ -105,6 +107,33 @@ class StashClient(PagedReads):
             raise StashProtocolError("Stats: the answer has no stats object")
         return {name: self._int(stats.get(key), f"stats.{key}") for name, key in queries.STATS_KEYS.items()}
 
+    def activity_totals(self) -> dict[str, float]:
+        """Stash's ``stats`` totals of O counts, plays and play duration (``ACTIVITY_TOTALS``)."""
+        data = self.execute(queries.STATS)
+        stats = data.get("stats")
+        if not isinstance(stats, dict):
+            raise StashProtocolError("Stats: the answer has no stats object")
+        return {key: _number(stats.get(key), f"stats.{key}") for key in queries.ACTIVITY_TOTALS}
+
+    def activity(self, spec: EntitySpec) -> pa.Table:
+        """``id`` and the unbumped columns (as text, for the mirror to cast) of every row with any
+        activity, in one answer verified against its count (``queries.active_filter``)."""
+        document = queries.activity_query(spec)
+        data = self.execute(document, {"filter": queries.active_filter(spec)})
+        result = self._result(data, spec.query, document)
+        count = self._int(result.get("count"), f"{spec.query}.count")
+        items = self._items(result, spec, document)
+        ids = [self._id(item, document) for item in items]
+        if len(set(ids)) != len(ids) or len(ids) != count:
+            raise StashConsistencyError(
+                f"{spec.name} activity: {len(ids)} rows but Stash reports count {count} in the same answer"
+            )
+        columns: dict[str, pa.Array] = {"id": pa.array(ids, pa.int64())}
+        for column in spec.unbumped_columns:
+            values = [item.get(column.name) for item in items]
+            columns[column.name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+        return pa.table(columns)
+
     # ------------------------------------------------------------------ counts
     def count(self, spec: EntitySpec, filter: Filter = None) -> int:
         """Number of entities matching ``filter`` (``per_page: 0``: no rows transferred)."""
@@ -138,16 +167,21 @@ class StashClient(PagedReads):
             out[f"{name}_total"] = total
         return out
 
-    def probe(self, probes: Mapping[queries.Probe, Filter]) -> dict[str, Any]:
+    def probe(self, probes: Mapping[queries.Probe, Filter], with_totals: bool = False) -> dict[str, Any]:
         """The sensor's probes (each with its filter, or ``None``) in ONE request, keyed by alias:
         a count, or for a stamps probe the sorted ``(id, updated_at)`` pairs, verified against the
-        count in the same answer."""
+        count in the same answer; with ``with_totals``, ``stats``' activity totals as ``"stats"``."""
         if not probes:
             return {}
-        document = queries.probes_query(tuple(probes))
+        document = queries.probes_query(tuple(probes), with_totals)
         variables = {p.alias: f for p, f in probes.items() if p.filtered}
         data = self.execute(document, variables)
         out: dict[str, Any] = {}
+        if with_totals:
+            stats = data.get("stats")
+            if not isinstance(stats, dict):
+                raise StashProtocolError(f"{queries.PROBES_OPERATION}: the answer has no stats object")
+            out["stats"] = {k: _number(stats.get(k), f"stats.{k}") for k in queries.ACTIVITY_TOTALS}
         for probe in probes:
             result = self._result(data, probe.alias, queries.PROBES_OPERATION)
             count = self._int(result.get("count"), f"{probe.alias}.count")
@@ -241,3 +275,9 @@ class StashClient(PagedReads):
 
 
 __all__ = ["Filter", "Page", "ReadStopped", "StashClient", "StashHealth"]
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StashProtocolError(f"{what}: expected a number, got {value!r}")
+    return value

@@ -152,6 +152,27 @@ def by_ids_query(spec: EntitySpec) -> str:
     )
 
 
+def active_filter(spec: EntitySpec) -> dict | None:
+    """Rows with any activity: one numeric unbumped column above zero (ORed), ``None`` if none."""
+    columns = [c.name for c in spec.unbumped_columns if c.kind.name in ("int", "float")]
+    combined: dict | None = None
+    for name in reversed(columns):
+        criterion: dict = {name: {"modifier": "GREATER_THAN", "value": 0}}
+        combined = criterion if combined is None else {**criterion, "OR": combined}
+    return combined
+
+
+@cache
+def activity_query(spec: EntitySpec) -> str:
+    """``id`` and the unbumped columns of every row matching ``$filter``, in one answer."""
+    fields = " ".join(["id", *(c.name for c in spec.unbumped_columns)])
+    return (
+        f"query {_title(spec)}Activity($filter: {spec.filter_type}) {{ "
+        f"{spec.query}({spec.filter_arg}: $filter, filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ "
+        f"count {spec.result_key} {{ {fields} }} }} }}"
+    )
+
+
 def count_aliases(name: str) -> tuple[str, str]:
     """The aliases of one type in the ``count_many`` document: (filtered, total)."""
     return f"{name}_changed", f"{name}_total"
@@ -225,8 +246,9 @@ def sensor_probes(name: str) -> tuple[Probe, Probe, Probe, Probe]:
 
 
 @cache
-def probes_query(probes: tuple[Probe, ...]) -> str:
-    """Any number of probes in ONE document (one request per tick, one read transaction)."""
+def probes_query(probes: tuple[Probe, ...], with_totals: bool = False) -> str:
+    """Any number of probes in ONE document (one request per tick, one read transaction), and
+    ``stats``' activity totals when asked (``with_totals``)."""
     count_filter = f"filter: {{per_page: 0, {SORT}}}"
     all_rows = f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}"
     params: list[str] = []
@@ -242,6 +264,8 @@ def probes_query(probes: tuple[Probe, ...]) -> str:
             )
         else:
             fields.append(f"{probe.alias}: {spec.query}({args}{count_filter}) {{ count }}")
+    if with_totals:
+        fields.append(f"stats {{ {' '.join(ACTIVITY_TOTALS)} }}")
     if not fields:
         raise ValueError("a probe needs at least one question")
     head = f"query {PROBES_OPERATION}({', '.join(params)})" if params else f"query {PROBES_OPERATION}"
@@ -287,9 +311,12 @@ HEALTH = (
 )
 """Version and schema status; never ``latestversion`` (it calls GitHub)."""
 
+ACTIVITY_TOTALS = ("total_o_count", "total_play_count", "total_play_duration")
+"""``stats`` totals that move with every play, O count and activity save (none of which bumps)."""
+
 STATS = (
     f"query {STATS_OPERATION} {{ stats {{ scene_count image_count gallery_count performer_count "
-    "studio_count group_count tag_count } }"
+    f"studio_count group_count tag_count {' '.join(ACTIVITY_TOTALS)} }} }}"
 )
 """Cheap global counts of the seven types."""
 
@@ -312,13 +339,15 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
         yield tail_probe_query(spec)
         yield by_ids_query(spec)
         yield latest_updated_at_query(spec)
+        if spec.unbumped_columns:
+            yield activity_query(spec)
     names = [s.name for s in ENTITY_SPECS]
     yield count_many_query(names, names)
     yield count_many_query([], names)
     for name in names:
         yield count_many_query([name], [name])
         yield count_many_query([name], [])
-    yield probes_query(tuple(probe for n in names for probe in sensor_probes(n)))
+    yield probes_query(tuple(probe for n in names for probe in sensor_probes(n)), True)
     yield IMAGES_OF_GALLERY
     for *_specs, document in members_queries():
         yield document

@@ -177,3 +177,29 @@ def test_schedules_request_every_type_over_every_partition(world, name, mode):
         ("studios", "tags", "performers", "groups", "galleries", "scenes", "images"), mode
     )
     assert schedule.execution_timezone == settings.schedule_timezone
+
+
+def test_a_single_play_or_image_o_launches_a_run_of_that_type(world):
+    """Plays and O counts bump nothing; Stash's stats totals in the same probe request move."""
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    scene = fake.truth()["scenes"][0]["id"]
+    fake.mutations.scene_add_play(scene)
+    result = tick(defs, instance)
+    (request,) = result.run_requests
+    assert [k.path[-1] for k in request.asset_selection] == ["scenes"]
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    before = fake.request_count
+    assert tick(defs, instance).run_requests == []
+    assert fake.request_count - before == 1
+
+    fake.mutations.image_increment_o(fake.truth()["images"][3]["id"])
+    (request,) = tick(defs, instance).run_requests
+    # total_o_count counts scenes and images alike: both are checked, one finds the change.
+    assert {k.path[-1] for k in request.asset_selection} == {"scenes", "images"}
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    assert tick(defs, instance).run_requests == []

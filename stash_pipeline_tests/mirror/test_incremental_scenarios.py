@@ -236,3 +236,30 @@ def test_dst_fall_back(mirror_env):
     assert after < before  # the later edit sorts first as text: the trap
     meta = incremental_and_check(env)
     assert meta["scenes"]["updated"] == 1
+
+
+def test_plays_o_counts_and_activity_without_a_bump(mirror_env):
+    env = synced(mirror_env())
+    m = env.fake.mutations
+    truth = env.fake.truth()
+    scenes = [s["id"] for s in truth["scenes"]]
+    images = [i["id"] for i in truth["images"]]
+    m.scene_add_play(scenes[0])
+    m.scene_add_play(scenes[0])
+    m.scene_add_o(scenes[1])
+    m.scene_save_activity(scenes[2], resume_time=61.5, play_duration=30.25)
+    played = next(s["id"] for s in truth["scenes"] if s["play_count"] and s["id"] not in scenes[:3])
+    m.scene_reset_play_count(played)  # a reset: active in the mirror, idle in Stash
+    o_scene = next(s["id"] for s in truth["scenes"] if s["o_counter"] and s["id"] not in scenes[:3])
+    m.scene_delete_o(o_scene)
+    m.image_increment_o(images[0])
+    o_image = next((i["id"] for i in truth["images"] if i["o_counter"] and i["id"] != images[0]), images[1])
+    m.image_reset_o(o_image)
+    after = env.fake.truth()
+    assert [s["updated_at"] for s in after["scenes"]] == [s["updated_at"] for s in truth["scenes"]]  # no bump
+    meta = incremental_and_check(env)
+    assert meta["scenes"]["activity_changed"] == 5
+    assert meta["images"]["activity_changed"] == 2
+    assert meta["scenes"]["updated"] == 5
+    action, changed, _ = log_rows(env, "scenes", scenes[0])[-1]
+    assert action == "updated" and {"play_count", "last_played_at"} <= set(changed)
