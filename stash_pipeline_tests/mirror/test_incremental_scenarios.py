@@ -262,4 +262,5 @@ def test_plays_o_counts_and_activity_without_a_bump(mirror_env):
     assert meta["images"]["activity_changed"] == 2
     assert meta["scenes"]["updated"] == 5
     action, changed, _ = log_rows(env, "scenes", scenes[0])[-1]
-    assert action == "updated" and {"play_count", "last_played_at"} <= set(changed)
+    assert action == "updated"
+    assert {"play_count", "last_played_at"} <= set(changed)
