@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.links import links_digest, mirror_links
 from stash_pipeline.mirror.stamps import mirror_digest
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
@@ -61,6 +62,8 @@ class SyncMetadata:
     stamps_changed: int | None = None
     activity_totals: dict[str, float] | None = None  # Stash's stats totals when the run began
     activity_changed: int | None = None  # rows with new plays, O counts or activity (no bump)
+    links_digest: str | None = None  # of the mirror's unbumped links (addGroupSubGroups)
+    links_changed: int | None = None  # rows whose unbumped links this run found changed
     stash_count: int | None = None
     local_count: int | None = None
     changed_fields: dict[str, int] | None = None
@@ -109,6 +112,8 @@ class SyncMetadata:
             stamps_changed=report.stamps_changed,
             activity_totals=report.activity_totals,
             activity_changed=report.activity_changed,
+            links_digest=links_digest(mirror_links(con, spec)) if spec.unbumped_relations else None,
+            links_changed=report.links_changed,
             stash_count=report.stash_count,
             local_count=fetch_scalar(con, f"SELECT count(*) FROM {spec.name}"),
             changed_fields=report.changed_fields or None,

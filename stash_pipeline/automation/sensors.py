@@ -23,13 +23,14 @@ import dagster as dg
 
 from stash_pipeline.assets.metadata import SyncMetadata
 from stash_pipeline.assets.partitions import range_tags
+from stash_pipeline.mirror.links import links_digest, server_links
 from stash_pipeline.mirror.stamps import stamp_digest
 from stash_pipeline.mirror.windows import parse_stash_time, since_criterion
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.errors import StashError
-from stash_pipeline.stash.queries import Probe, sensor_probes
+from stash_pipeline.stash.queries import Probe, links_probe, sensor_probes
 
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -64,6 +65,8 @@ def probes_for(last: dict[str, SyncMetadata], stamp_limit: int) -> dict[Probe, d
         state = last[spec.name]
         total, stamps, newer, window = sensor_probes(spec.name)
         probes[total] = None
+        if spec.unbumped_relations:
+            probes[links_probe(spec.name)] = None
         if uses_stamps(state, stamp_limit):
             probes[stamps] = {"updated_at": since_criterion(state.stamp_bound or "")}
             continue
@@ -90,6 +93,12 @@ def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_
                 f"rows changed at or after {state.stamp_bound} ({len(stamps)} rows there in Stash, "
                 f"{state.stamp_rows} mirrored)"
             )
+        elif (
+            spec.unbumped_relations
+            and links_digest(server_links(spec, answers.get(f"{spec.name}_links") or []))
+            != state.links_digest
+        ):
+            reasons[spec.name] = "links changed without a bump (sub-groups added or removed)"
         elif spec.activity_totals and _activity_moved(
             state, answers.get("stats") or {}, spec.activity_totals
         ):
@@ -103,6 +112,15 @@ def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_
         ):
             reasons[spec.name] = "changes inside the overlap window"
     return reasons
+
+
+def _fingerprint(alias: str, answer: Any) -> Any:
+    """A short, JSON-able form of one probe answer (for the run key)."""
+    if isinstance(answer, int | dict):
+        return answer
+    if alias.endswith("_links"):
+        return hashlib.md5(json.dumps(answer, sort_keys=True).encode()).hexdigest()
+    return stamp_digest(answer)
 
 
 def _activity_moved(state: SyncMetadata, totals: dict[str, float], keys: tuple[str, ...]) -> bool:

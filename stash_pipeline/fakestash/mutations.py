@@ -86,6 +86,7 @@ class Mutations:
             "image_increment_o",
             "image_decrement_o",
             "image_reset_o",
+            "tag_set_children",
             "add_group_sub_groups",
             "remove_group_sub_groups",
             "move_file",
@@ -405,6 +406,31 @@ class Mutations:
             image["o_counter"] = (image["o_counter"] or 0) + 1
             self.store.touch()
             return image["o_counter"]
+
+    def tag_set_children(self, tag_id: Any, child_ids: Any) -> None:
+        """``tagUpdate(child_ids)``: the tag's children become exactly ``child_ids``; the edited
+        tag is bumped, the children (whose parent links change) are not."""
+        with self.store.lock:
+            tag = self._get("tag", tag_id)
+            tid = tag["id"]
+            wanted = _as_ids(child_ids, "child id")
+            ancestors = {
+                t["id"] for t in self.store.tables["tag"].values() if tid in self._tag_descendants(t["id"])
+            }
+            for child_id in wanted:
+                self._exists("tag", child_id)
+                if child_id == tid or child_id in ancestors:
+                    raise ValueError(
+                        f"tag {child_id} cannot be a child of tag {tid}: that would make a cycle"
+                    )
+            for other in self.store.tables["tag"].values():
+                has = tid in other["parent_ids"]
+                if other["id"] in wanted and not has:
+                    other["parent_ids"] = [*other["parent_ids"], tid]
+                elif other["id"] not in wanted and has:
+                    other["parent_ids"] = [p for p in other["parent_ids"] if p != tid]
+            tag["updated_at"] = self.clock.stamp()
+            self.store.touch()
 
     def add_group_sub_groups(self, group_id: Any, sub_group_ids: Any) -> None:
         """``addGroupSubGroups``: each sub-group gains ``group_id`` as a containing group; NO bump.

@@ -37,6 +37,7 @@ from stash_pipeline.mirror.db import GroupCommit, fetch_scalar
 from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
 from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
+from stash_pipeline.mirror.links import changed_owners, mirror_links, server_links
 from stash_pipeline.mirror.merge import (
     EntityMerger,
     LogContext,
@@ -142,6 +143,7 @@ class SyncReport:
     # Stash's activity totals when the run began, and rows whose activity changed (no bump).
     activity_totals: dict[str, float] | None = None
     activity_changed: int | None = None
+    links_changed: int | None = None  # rows whose unbumped links changed
 
     @property
     def schema_note(self) -> str | None:
@@ -516,6 +518,9 @@ class EntitySync:
             report.stamps_listed, report.stamps_changed = check.listed, len(check.changed)
             activity = self._activity_check()
             report.activity_changed = len(activity) if self.spec.unbumped_columns else None
+            relinked = self._links_check()
+            report.links_changed = len(relinked) if self.spec.unbumped_relations else None
+            activity = tuple(sorted(set(activity) | set(relinked)))
             if not check.changed and not activity and report.stash_count == self._local_count():
                 report.skipped = True
                 report.local_count = report.stash_count
@@ -524,7 +529,8 @@ class EntitySync:
             hidden = tuple(sorted(set(check.below) | (set(activity) - in_window)))
             if activity:
                 log.info(
-                    "%s: %d rows with new plays, O counts or activity (no bump in Stash); reading them by id",
+                    "%s: %d rows with new plays, O counts, activity or links (no bump in Stash); "
+                    "reading them by id",
                     self.spec.name,
                     len(activity),
                 )
@@ -656,6 +662,13 @@ class EntitySync:
         if not self.spec.unbumped_columns:
             return ()
         return changed_activity(self.con, self.spec, self.client.activity(self.spec))
+
+    def _links_check(self) -> tuple[int, ...]:
+        """Rows whose unbumped links changed (``mirror.links``); none when the type has none."""
+        if not self.spec.unbumped_relations:
+            return ()
+        server = server_links(self.spec, self.client.links(self.spec))
+        return changed_owners(server, mirror_links(self.con, self.spec))
 
     def _pages_by_ids(self, ids: list[int]) -> Iterator[Page]:
         """The given rows in full, as one page (rows gone since are left to the delete check)."""

@@ -178,6 +178,7 @@ GROUPS = EntitySpec(
             selection="containing_groups { group { id } description }",
             target_path=("group", "id"),
             extra=(LinkExtra("description", "description", STR),),
+            unbumped=True,  # addGroupSubGroups / removeGroupSubGroups bump neither group
         ),
         Relation(
             table="group_parents",

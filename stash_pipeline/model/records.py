@@ -79,6 +79,9 @@ class Relation:
     # The join table belongs to the other side in Stash; this side refreshes it too, because Stash
     # bumps only this side when the link changes here (galleryUpdate(scene_ids), tag child_ids, ...).
     reverse: bool = False
+    # Stash changes this link without bumping either side (addGroupSubGroups): every incremental
+    # run lists it for all rows and compares (``mirror.links``), and the sensor compares a digest.
+    unbumped: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,11 @@ class EntitySpec:
     # counts bump nothing): the sensor compares them, and an incremental run checks the activity.
     activity_totals: tuple[str, ...] = ()
     description: str = ""
+
+    @property
+    def unbumped_relations(self) -> tuple[Relation, ...]:
+        """Relations Stash changes without a bump of either side."""
+        return tuple(r for r in self.relations if r.unbumped)
 
     @property
     def unbumped_columns(self) -> tuple[Column, ...]:

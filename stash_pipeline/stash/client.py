@@ -22,6 +22,7 @@ from stash_pipeline.stash.errors import (
 )
 from stash_pipeline.stash.features import Adapted, ServerFeatures
 from stash_pipeline.stash.paging import Filter, Page, PagedReads, ReadStopped, _chunks
+from stash_pipeline.stash.transport import JSON
 
 logger = logging.getLogger("stash_pipeline.stash")
 
@@ -134,6 +135,19 @@ class StashClient(PagedReads):
             columns[column.name] = pa.array([None if v is None else str(v) for v in values], pa.string())
         return pa.table(columns)
 
+    def links(self, spec: EntitySpec) -> list[JSON]:
+        """Every row of ``spec`` with its unbumped relations, one answer verified against its
+        count (``queries.links_query``; ``mirror.links`` reads them)."""
+        document = queries.links_query(spec)
+        result = self._result(self.execute(document), spec.query, document)
+        count = self._int(result.get("count"), f"{spec.query}.count")
+        items = self._items(result, spec, document)
+        if len({self._id(item, document) for item in items}) != len(items) or len(items) != count:
+            raise StashConsistencyError(
+                f"{spec.name} links: {len(items)} rows but Stash reports count {count} in the same answer"
+            )
+        return list(items)
+
     # ------------------------------------------------------------------ counts
     def count(self, spec: EntitySpec, filter: Filter = None) -> int:
         """Number of entities matching ``filter`` (``per_page: 0``: no rows transferred)."""
@@ -185,6 +199,14 @@ class StashClient(PagedReads):
         for probe in probes:
             result = self._result(data, probe.alias, queries.PROBES_OPERATION)
             count = self._int(result.get("count"), f"{probe.alias}.count")
+            if probe.links:
+                items = self._items(result, spec_for(probe.type_name), document)
+                if len(items) != count:
+                    raise StashConsistencyError(
+                        f"{probe.alias}: {len(items)} rows but Stash reports count {count}"
+                    )
+                out[probe.alias] = list(items)
+                continue
             if not probe.stamps:
                 out[probe.alias] = count
                 continue

@@ -173,6 +173,17 @@ def activity_query(spec: EntitySpec) -> str:
     )
 
 
+@cache
+def links_query(spec: EntitySpec) -> str:
+    """Every row's unbumped relations (``Relation.unbumped``), all rows in one answer."""
+    fields = " ".join(["id", *(r.selection for r in spec.unbumped_relations)])
+    return (
+        f"query {_title(spec)}Links {{ "
+        f"{spec.query}(filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}) {{ "
+        f"count {spec.result_key} {{ {fields} }} }} }}"
+    )
+
+
 def count_aliases(name: str) -> tuple[str, str]:
     """The aliases of one type in the ``count_many`` document: (filtered, total)."""
     return f"{name}_changed", f"{name}_total"
@@ -231,6 +242,12 @@ class Probe:
     type_name: str
     filtered: bool
     stamps: bool = False
+    links: bool = False  # every row with its unbumped relations (``links_query``)
+
+
+def links_probe(name: str) -> Probe:
+    """The sensor's probe of a type's unbumped links (``Relation.unbumped``)."""
+    return Probe(f"{name}_links", name, False, links=True)
 
 
 def sensor_probes(name: str) -> tuple[Probe, Probe, Probe, Probe]:
@@ -258,7 +275,12 @@ def probes_query(probes: tuple[Probe, ...], with_totals: bool = False) -> str:
         args = f"{spec.filter_arg}: ${probe.alias}, " if probe.filtered else ""
         if probe.filtered:
             params.append(f"${probe.alias}: {spec.filter_type}")
-        if probe.stamps:
+        if probe.links:
+            rels = " ".join(r.selection for r in spec.unbumped_relations)
+            fields.append(
+                f"{probe.alias}: {spec.query}({all_rows}) {{ count {spec.result_key} {{ id {rels} }} }}"
+            )
+        elif probe.stamps:
             fields.append(
                 f"{probe.alias}: {spec.query}({args}{all_rows}) {{ count {spec.result_key} {{ id updated_at }} }}"
             )
@@ -341,13 +363,16 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
         yield latest_updated_at_query(spec)
         if spec.unbumped_columns:
             yield activity_query(spec)
+        if spec.unbumped_relations:
+            yield links_query(spec)
     names = [s.name for s in ENTITY_SPECS]
     yield count_many_query(names, names)
     yield count_many_query([], names)
     for name in names:
         yield count_many_query([name], [name])
         yield count_many_query([name], [])
-    yield probes_query(tuple(probe for n in names for probe in sensor_probes(n)), True)
+    links = tuple(links_probe(s.name) for s in ENTITY_SPECS if s.unbumped_relations)
+    yield probes_query((*(probe for n in names for probe in sensor_probes(n)), *links), True)
     yield IMAGES_OF_GALLERY
     for *_specs, document in members_queries():
         yield document

@@ -203,3 +203,16 @@ def test_a_single_play_or_image_o_launches_a_run_of_that_type(world):
     with duckdb.connect(settings.db_path, read_only=True) as con:
         assert mirror_differences(con, fake.truth()) == []
     assert tick(defs, instance).run_requests == []
+
+
+def test_a_sub_group_added_without_a_bump_launches_a_groups_run(world):
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    groups = [g["id"] for g in fake.truth()["groups"] if not g["containing"]]
+    fake.mutations.add_group_sub_groups(groups[0], [groups[-1]])
+    (request,) = tick(defs, instance).run_requests
+    assert [k.path[-1] for k in request.asset_selection] == ["groups"]
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    assert tick(defs, instance).run_requests == []

@@ -264,3 +264,35 @@ def test_plays_o_counts_and_activity_without_a_bump(mirror_env):
     action, changed, _ = log_rows(env, "scenes", scenes[0])[-1]
     assert action == "updated"
     assert {"play_count", "last_played_at"} <= set(changed)
+
+
+def test_tag_child_edit_bumps_only_the_parent(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    parent = truth["tags"][0]["id"]
+    children = [t["id"] for t in truth["tags"] if parent in t["parent_ids"]]
+    others = [t["id"] for t in truth["tags"][1:] if t["id"] not in children and not t["parent_ids"]][:2]
+    env.fake.mutations.tag_set_children(parent, [*children[1:], *others])
+    after = {t["id"]: t["updated_at"] for t in env.fake.truth()["tags"]}
+    assert [
+        i
+        for i, stamp in after.items()
+        if stamp != next(t for t in truth["tags"] if t["id"] == i)["updated_at"]
+    ] == [parent]
+    meta = incremental_and_check(env)
+    assert meta["tags"]["updated"] == 1
+
+
+def test_sub_groups_added_and_removed_without_a_bump(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    groups = [g["id"] for g in truth["groups"]]
+    contained = next(g for g in truth["groups"] if g["containing"])
+    parent = contained["containing"][0][0]
+    env.fake.mutations.remove_group_sub_groups(parent, [contained["id"]])
+    free = [g for g in groups if g not in (parent, contained["id"])][-2:]
+    env.fake.mutations.add_group_sub_groups(groups[0], [[free[0], "part two"], free[1]])
+    after = env.fake.truth()["groups"]
+    assert [g["updated_at"] for g in after] == [g["updated_at"] for g in truth["groups"]]  # no bump
+    meta = incremental_and_check(env)
+    assert meta["groups"]["links_changed"] == 3
