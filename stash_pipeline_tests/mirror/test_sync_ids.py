@@ -1,8 +1,8 @@
 """Targeted resync of given ids: ``stash-pipeline sync-ids`` (the CLI, a subprocess) and the Dagster
 job ``resync_ids``.
 
-Changes that bump nothing in Stash (an O added, a field edited behind Stash's back, a delete) are
-invisible to an incremental sync; a targeted resync picks them up for exactly the ids given, deletes
+Changes that bump nothing in Stash and that no check of the incremental run looks for (a field
+edited behind Stash's back) are invisible to an incremental sync; a targeted resync picks them up for exactly the ids given, deletes
 locally the ids Stash no longer has (not an error for the others), and is recorded as sync_type
 'specific'.  The CLI run also recomputes the derived tables in the same run.
 """
@@ -19,16 +19,20 @@ from stash_pipeline_tests.mirror.test_incremental_scenarios import synced
 from stash_pipeline_tests.sync_harness import PARTITION_START
 
 
-def edit_silently(fake, scene_id: int, title: str) -> None:
+def edit_silently(fake, scene_id: int, value: str, field: str = "title") -> None:
     """A change Stash makes without bumping updated_at (here: written straight into its store)."""
     with fake.store.lock:
-        fake.store.tables["scene"][scene_id]["title"] = title
+        fake.store.tables["scene"][scene_id][field] = value
         fake.store.touch()
 
 
 def scene(env, scene_id: int) -> tuple | None:
     rows = env.query("SELECT title, o_counter FROM scenes WHERE id = ?", [scene_id])
     return rows[0] if rows else None
+
+
+def details(env, scene_id: int) -> str | None:
+    return env.query("SELECT details FROM scenes WHERE id = ?", [scene_id])[0][0]
 
 
 def truth_scene(env, scene_id: int) -> tuple:
@@ -48,12 +52,14 @@ def run_log(env, run_id: str) -> dict[int, tuple]:
 def test_cli_sync_ids(mirror_env, tmp_path):
     env = synced(mirror_env())
     fake = env.fake
-    o_before = scene(env, 12)[1]
-    fake.mutations.scene_add_o(12)  # bumps nothing
+    o_before = scene(env, 11)[1]
+    fake.mutations.scene_add_o(11)  # bumps nothing, but the incremental run's activity check sees it
+    edit_silently(fake, 12, "details edited without a bump", field="details")
     edit_silently(fake, 13, "edited without a bump")
     edit_silently(fake, 15, "not asked for")
-    assert env.incremental().success  # an incremental sync sees none of it
-    assert scene(env, 12)[1] == o_before
+    assert env.incremental().success
+    assert scene(env, 11)[1] == o_before + 1
+    assert details(env, 12) != "details edited without a bump"  # these it cannot see
     assert scene(env, 13)[0] != "edited without a bump"
     fake.mutations.destroy("scene", [14])  # (the next incremental would see the count drop)
 
@@ -62,13 +68,13 @@ def test_cli_sync_ids(mirror_env, tmp_path):
     assert result.returncode == 0, outcome(result)
     run_id = run_id_of(result.stdout)
 
+    assert details(env, 12) == "details edited without a bump"
     assert scene(env, 12) == truth_scene(env, 12)
-    assert scene(env, 12)[1] == o_before + 1
     assert scene(env, 13) == truth_scene(env, 13)
     assert scene(env, 14) is None
     assert scene(env, 15)[0] != "not asked for"  # exactly the ids given
     assert run_log(env, run_id) == {
-        12: ("updated", ["o_counter"], "specific"),
+        12: ("updated", ["details"], "specific"),
         13: ("updated", ["title"], "specific"),
         14: ("deleted", [], "specific"),
     }
