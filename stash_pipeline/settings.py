@@ -80,7 +80,7 @@ class Settings:
     overlap_seconds: int = 3600
     partition_start: date = date(2019, 1, 1)
     max_delete_fraction: float = 0.05
-    duckdb_memory_limit: str = "128MB"
+    duckdb_memory_limit: str = "256MB"
     # Rows shaped and merged together (a sixth of a DuckDB row group), and rows per commit (a whole
     # row group, written compressed straight to the file): see ``mirror.sync.SyncOptions``.
     merge_rows: int = ROW_GROUP_ROWS // 6

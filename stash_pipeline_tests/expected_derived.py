@@ -13,7 +13,13 @@ what the mirror tables hold).  Tests compare these rows with the DuckDB tables.
 - ``tag_ancestors``: (tag, ancestor, shortest distance), the tag itself at depth 0; cycles in bad
   data are walked once (breadth-first over a visited set).
 - ``entity_counts``: per performer, tag, studio and gallery, scenes and galleries by direct links,
-  images by effective links; a gallery counts its member images and has no gallery_count.
+  images by effective links; a gallery counts its member images and has no gallery_count.  Markers:
+  those of its scenes (a tag's: markers with it as primary or other tag; a gallery has none).
+  Files and bytes: of its scenes, effective images and galleries (a gallery's: its images' and its
+  own zip).
+- ``scene_resolution``: the primary file's size, label by the shorter side, codec, frame rate, bit
+  rate; the best shorter side of all files, their number and total size.
+- ``file_duplicates``: files sharing an exact fingerprint with another file.
 """
 
 from collections import Counter, deque
@@ -22,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from stash_pipeline_tests.expected_mirror import _date, _text
+from stash_pipeline_tests.expected_mirror import FILE_OWNERS, _date, _text, expected_file_rows
 
 
 def _by_id(truth: dict, table: str) -> dict[int, dict]:
@@ -157,6 +163,127 @@ def expected_entity_counts(truth: dict) -> dict[tuple[str, int], tuple]:
     return out
 
 
+def _files_of(truth: dict, table: str) -> dict[int, tuple[int, int]]:
+    """owner id → (files, bytes) of one owner type."""
+    return {
+        int(e["id"]): (len(e.get("files") or []), sum(f.get("size") or 0 for f in e.get("files") or []))
+        for e in truth[table]
+    }
+
+
+def expected_entity_totals(truth: dict) -> dict[tuple[str, int], tuple]:
+    """(entity_type, entity_id) → (marker_count, file_count, file_size)."""
+    scene_files, image_files, gallery_files = (_files_of(truth, t) for t in FILE_OWNERS.values())
+    markers_of_scene = Counter(int(m["scene_id"]) for m in truth["scene_markers"] if m.get("scene_id"))
+    effective = expected_images_effective(truth)
+
+    def total(pairs: list[tuple[int, int]]) -> tuple[int, int]:
+        return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+
+    def of_links(key: str) -> dict[int, tuple[int, int]]:
+        """performer/tag id → files of the scenes, effective images and galleries linking it."""
+        found: dict[int, list[tuple[int, int]]] = {}
+        for scene in truth["scenes"]:
+            for target in scene.get(key) or []:
+                found.setdefault(int(target), []).append(scene_files[int(scene["id"])])
+        images: set[tuple[int, int]] = {(t, i) for i, t, _inh in expected_effective_links(truth, key)}
+        for target, image_id in images:
+            found.setdefault(target, []).append(image_files[image_id])
+        for gallery in truth["galleries"]:
+            for target in gallery.get(key) or []:
+                found.setdefault(int(target), []).append(gallery_files[int(gallery["id"])])
+        return {k: total(v) for k, v in found.items()}
+
+    performer_files, tag_files = of_links("performer_ids"), of_links("tag_ids")
+    studio_parts: dict[int, list[tuple[int, int]]] = {}
+    for table, files in (("scenes", scene_files), ("galleries", gallery_files)):
+        for e in truth[table]:
+            if e.get("studio_id") is not None:
+                studio_parts.setdefault(int(e["studio_id"]), []).append(files[int(e["id"])])
+    for image_id, row in effective.items():
+        if row[0] is not None:
+            studio_parts.setdefault(row[0], []).append(image_files[image_id])
+    studio_files = {k: total(v) for k, v in studio_parts.items()}
+
+    tag_markers: dict[int, set[int]] = {}
+    for m in truth["scene_markers"]:
+        for tag in {m.get("primary_tag_id"), *(m.get("tag_ids") or [])} - {None}:
+            tag_markers.setdefault(int(tag), set()).add(int(m["id"]))
+
+    def scene_markers_of(key: str, value: int) -> int:
+        return sum(
+            markers_of_scene[int(s["id"])]
+            for s in truth["scenes"]
+            if (s.get(key) == value if key == "studio_id" else value in [int(v) for v in s.get(key) or []])
+        )
+
+    out: dict[tuple[str, int], tuple] = {}
+    for p in truth["performers"]:
+        pid = int(p["id"])
+        out[("performer", pid)] = (scene_markers_of("performer_ids", pid), *performer_files.get(pid, (0, 0)))
+    for t in truth["tags"]:
+        tid = int(t["id"])
+        out[("tag", tid)] = (len(tag_markers.get(tid, ())), *tag_files.get(tid, (0, 0)))
+    for st in truth["studios"]:
+        sid = int(st["id"])
+        out[("studio", sid)] = (scene_markers_of("studio_id", sid), *studio_files.get(sid, (0, 0)))
+    for g in truth["galleries"]:
+        gid = int(g["id"])
+        parts = [image_files[int(i)] for i in g["image_ids"]] + [gallery_files[gid]]
+        out[("gallery", gid)] = (None, *total(parts))
+    return out
+
+
+_HEIGHTS = (4320, 4032, 3384, 2880, 2160, 1440, 1080, 720, 540, 480, 360, 240, 144)
+
+
+def _label(width: int | None, height: int | None) -> str | None:
+    if width is None or height is None:
+        return None
+    short = min(width, height)
+    return next((f"{h}p" for h in _HEIGHTS if short >= h), "below 144p")
+
+
+def expected_scene_resolution(truth: dict) -> dict[int, tuple]:
+    """scene_id → (file_id, width, height, resolution, video_codec, frame_rate, bit_rate,
+    best_short_side, file_count, total_size)."""
+    out: dict[int, tuple] = {}
+    for scene in truth["scenes"]:
+        files = scene.get("files") or []
+        if not files:
+            out[int(scene["id"])] = (None,) * 10
+            continue
+        p = files[0]
+        out[int(scene["id"])] = (
+            int(p["id"]),
+            p["width"],
+            p["height"],
+            _label(p["width"], p["height"]),
+            p["video_codec"],
+            p["frame_rate"],
+            p["bit_rate"],
+            max(min(f["width"], f["height"]) for f in files),
+            len(files),
+            sum(f["size"] for f in files),
+        )
+    return out
+
+
+def expected_file_duplicates(truth: dict) -> set[tuple]:
+    """(fingerprint_type, fingerprint, file_id, file_type, copies) of shared fingerprints."""
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for file_id, row in expected_file_rows(truth).items():
+        for kind in ("oshash", "md5", "phash"):
+            if row[kind] is not None:
+                groups.setdefault((kind, row[kind]), []).append((file_id, row["file_type"]))
+    return {
+        (kind, value, file_id, file_type, len(members))
+        for (kind, value), members in groups.items()
+        if len(members) > 1
+        for file_id, file_type in members
+    }
+
+
 # ------------------------------------------------------------------------------------ comparing
 def _compare_sets(name: str, actual: list[tuple], expected: set[tuple], problems: list[str]) -> None:
     got = set(actual)
@@ -236,6 +363,29 @@ def derived_differences(con: duckdb.DuckDBPyConnection, truth: dict) -> list[str
         2,
         problems,
     )
+    _compare_keyed(
+        "entity_counts",
+        rows("SELECT entity_type, entity_id, marker_count, file_count, file_size FROM entity_counts"),
+        expected_entity_totals(truth),
+        2,
+        problems,
+    )
+    _compare_keyed(
+        "scene_resolution",
+        rows(
+            "SELECT scene_id, file_id, width, height, resolution, video_codec, frame_rate, bit_rate, "
+            "best_short_side, file_count, total_size FROM scene_resolution"
+        ),
+        expected_scene_resolution(truth),
+        1,
+        problems,
+    )
+    _compare_sets(
+        "file_duplicates",
+        rows("SELECT fingerprint_type, fingerprint, file_id, file_type, copies FROM file_duplicates"),
+        expected_file_duplicates(truth),
+        problems,
+    )
     return problems
 
 
@@ -243,7 +393,10 @@ __all__ = [
     "derived_differences",
     "expected_effective_links",
     "expected_entity_counts",
+    "expected_entity_totals",
+    "expected_file_duplicates",
     "expected_images_effective",
     "expected_scene_inherited_tags",
+    "expected_scene_resolution",
     "expected_tag_ancestors",
 ]

@@ -4,6 +4,8 @@ Deliberately independent of the sync code: no entity specs, no Polars, no SQL; o
 of docs/architecture.md §3 applied to the fake's raw state.  Tests compare these rows with the DuckDB tables.
 """
 
+import json
+from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -48,9 +50,20 @@ SCALARS: dict[str, list[str]] = {
         "rating100",
         "details",
         "image_path",
+        "custom_fields",
     ],
     "groups": ["name", "aliases", "duration", "date", "rating100", "director", "synopsis", "urls"],
-    "galleries": ["title", "code", "date", "details", "photographer", "urls", "rating100", "organized"],
+    "galleries": [
+        "title",
+        "code",
+        "date",
+        "details",
+        "photographer",
+        "urls",
+        "rating100",
+        "organized",
+        "folder_path",
+    ],
     "scenes": [
         "title",
         "code",
@@ -60,6 +73,8 @@ SCALARS: dict[str, list[str]] = {
         "urls",
         "rating100",
         "organized",
+        "interactive",
+        "interactive_speed",
         "o_counter",
         "play_count",
         "play_duration",
@@ -77,6 +92,7 @@ SCALARS: dict[str, list[str]] = {
         "organized",
         "o_counter",
     ],
+    "scene_markers": ["title", "seconds", "end_seconds"],
 }
 DATE_FIELDS = {"date", "birthdate", "death_date"}
 LIST_FIELDS = {"aliases", "urls", "alias_list"}
@@ -87,6 +103,7 @@ REFS = {
     "galleries": {"studio_id": "studio_id"},
     "scenes": {"studio_id": "studio_id"},
     "images": {"studio_id": "studio_id"},
+    "scene_markers": {"scene_id": "scene_id", "primary_tag_id": "primary_tag_id"},
 }
 # link table → (owner truth type, truth key, owner column, target column, payload column or None)
 LINKS = {
@@ -104,7 +121,27 @@ LINKS = {
     "image_performers": ("images", "performer_ids", None),
     "image_tags": ("images", "tag_ids", None),
     "image_galleries": ("images", "gallery_ids", None),
+    "scene_marker_tags": ("scene_markers", "tag_ids", None),
 }
+FILE_OWNERS = {"scene_files": "scenes", "image_files": "images", "gallery_files": "galleries"}
+STASH_ID_OWNERS = {
+    "scene_stash_ids": "scenes",
+    "performer_stash_ids": "performers",
+    "studio_stash_ids": "studios",
+    "tag_stash_ids": "tags",
+}
+FILE_BASE = ["path", "basename", "size"]
+FILE_VISUAL = ["format", "width", "height"]
+FILE_VIDEO = ["duration", "video_codec", "audio_codec", "frame_rate", "bit_rate"]
+FINGERPRINTS = ["oshash", "md5", "phash"]
+# Child tables whose rows repeat (two plays in the same second are two plays): compared as multisets.
+CHILD_TABLES = [
+    *STASH_ID_OWNERS,
+    "scene_captions",
+    "scene_play_history",
+    "scene_o_history",
+    "gallery_chapters",
+]
 
 
 def _text(value: Any) -> Any:
@@ -148,6 +185,15 @@ def expected_entity_rows(truth: dict, table: str) -> dict[int, dict[str, Any]]:
                 row[name] = _text(value)
         for column, key in REFS.get(table, {}).items():
             row[column] = entity.get(key)
+        if table == "performers":
+            fields = entity.get("custom_fields")
+            row["custom_fields"] = (
+                None
+                if fields is None
+                else json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            )
+        if table == "galleries":
+            row["folder_path"] = (entity.get("folder") or {}).get("path")
         if table == "scenes":
             primary = _primary_file(entity)
             row["path"] = _text(primary.get("path"))
@@ -177,6 +223,87 @@ def expected_link_rows(truth: dict, table: str) -> set[tuple]:
     return out
 
 
+def file_type(owner: str, file: dict) -> str:
+    """A file's GraphQL type: a gallery's are GalleryFiles, an image's VideoFile or ImageFile."""
+    if owner == "galleries":
+        return "GalleryFile"
+    name = file.get("__typename")
+    if name in ("VideoFile", "ImageFile"):
+        return name
+    return "VideoFile" if "duration" in file or "video_codec" in file else "ImageFile"
+
+
+def expected_file_rows(truth: dict) -> dict[int, dict[str, Any]]:
+    """Every file any scene, image or gallery holds, as the ``files`` table stores it."""
+    rows: dict[int, dict[str, Any]] = {}
+    for owner in FILE_OWNERS.values():
+        for entity in truth[owner]:
+            for file in entity.get("files") or []:
+                kind = file_type(owner, file)
+                row: dict[str, Any] = {"file_type": kind}
+                for name in FILE_BASE:
+                    row[name] = _text(file.get(name))
+                row["parent_folder"] = (file.get("parent_folder") or {}).get("path")
+                row["zip_file"] = (file.get("zip_file") or {}).get("path")
+                row["mod_time"] = _instant(file.get("mod_time"))
+                prints = {fp["type"]: fp["value"] for fp in file.get("fingerprints") or []}
+                for name in FINGERPRINTS:
+                    row[name] = prints.get(name)
+                for name in FILE_VISUAL:
+                    row[name] = _text(file.get(name)) if kind != "GalleryFile" else None
+                for name in FILE_VIDEO:
+                    row[name] = _text(file.get(name)) if kind == "VideoFile" else None
+                row["created_at"] = _instant(file["created_at"])
+                row["updated_at"] = _instant(file["updated_at"])
+                row["updated_at_text"] = file["updated_at"]
+                rows[int(file["id"])] = row
+    return rows
+
+
+def expected_file_links(truth: dict, table: str) -> set[tuple]:
+    out: set[tuple] = set()
+    for entity in truth[FILE_OWNERS[table]]:
+        for position, file in enumerate(entity.get("files") or []):
+            out.add((int(entity["id"]), int(file["id"]), position == 0))
+    return out
+
+
+def expected_child_rows(truth: dict, table: str) -> Counter:
+    """Rows of a child table (the owner's own data, not links to entities), as a multiset."""
+    out: Counter = Counter()
+    if table in STASH_ID_OWNERS:
+        for entity in truth[STASH_ID_OWNERS[table]]:
+            for sid in entity.get("stash_ids") or []:
+                out[
+                    (int(entity["id"]), sid["stash_id"], sid["endpoint"], _instant(sid.get("updated_at")))
+                ] += 1
+    elif table == "scene_captions":
+        for entity in truth["scenes"]:
+            for caption in entity.get("captions") or []:
+                out[(int(entity["id"]), caption["language_code"], caption["caption_type"])] += 1
+    elif table in ("scene_play_history", "scene_o_history"):
+        key = "play_history" if table == "scene_play_history" else "o_history"
+        for entity in truth["scenes"]:
+            for moment in entity.get(key) or []:
+                out[(int(entity["id"]), _instant(moment))] += 1
+    elif table == "gallery_chapters":
+        for entity in truth["galleries"]:
+            for chapter in entity.get("chapters") or []:
+                out[
+                    (
+                        int(entity["id"]),
+                        int(chapter["id"]),
+                        chapter["title"],
+                        chapter["image_index"],
+                        _instant(chapter["created_at"]),
+                        _instant(chapter["updated_at"]),
+                    )
+                ] += 1
+    else:
+        raise KeyError(table)
+    return out
+
+
 def actual_entity_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> dict[int, dict]:
     cols = ", ".join(["id", *columns])
     result = {}
@@ -190,7 +317,10 @@ def actual_entity_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list
 
 
 def actual_link_rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:
-    return [tuple(r) for r in con.execute(f"SELECT * FROM {table}").fetchall()]
+    return [
+        tuple(v.astimezone(UTC) if isinstance(v, datetime) else v for v in r)
+        for r in con.execute(f"SELECT * FROM {table}").fetchall()
+    ]
 
 
 def entity_row_differences(
@@ -252,8 +382,20 @@ def mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, limit: in
             problems.append(f"{table}: extra ids {extra[:10]} ({len(extra)})")
         if entity_row_differences(table, expected, actual, problems, limit):
             return problems
-    for table in LINKS:
-        expected_links = expected_link_rows(truth, table)
+    expected_files = expected_file_rows(truth)
+    columns = list(next(iter(expected_files.values())).keys()) if expected_files else ["file_type"]
+    actual_files = actual_entity_rows(con, "files", columns)
+    missing = sorted(set(expected_files) - set(actual_files))
+    extra = sorted(set(actual_files) - set(expected_files))
+    if missing:
+        problems.append(f"files: missing ids {missing[:10]} ({len(missing)})")
+    if extra:
+        problems.append(f"files: extra ids {extra[:10]} ({len(extra)})")
+    if entity_row_differences("files", expected_files, actual_files, problems, limit):
+        return problems
+    links = {table: expected_link_rows(truth, table) for table in LINKS}
+    links.update({table: expected_file_links(truth, table) for table in FILE_OWNERS})
+    for table, expected_links in links.items():
         actual_list = actual_link_rows(con, table)
         actual_links = set(actual_list)
         if len(actual_list) != len(actual_links):
@@ -264,6 +406,17 @@ def mirror_differences(con: duckdb.DuckDBPyConnection, truth: dict, *, limit: in
             problems.append(f"{table}: missing links {missing[:5]} ({len(missing)})")
         if extra:
             problems.append(f"{table}: extra links {extra[:5]} ({len(extra)})")
+        if len(problems) >= limit:
+            return problems
+    for table in CHILD_TABLES:
+        want = expected_child_rows(truth, table)
+        got = Counter(actual_link_rows(con, table))
+        missing_rows = sorted((want - got).elements(), key=repr)
+        extra_rows = sorted((got - want).elements(), key=repr)
+        if missing_rows:
+            problems.append(f"{table}: missing rows {missing_rows[:5]} ({len(missing_rows)})")
+        if extra_rows:
+            problems.append(f"{table}: extra rows {extra_rows[:5]} ({len(extra_rows)})")
         if len(problems) >= limit:
             return problems
     return problems

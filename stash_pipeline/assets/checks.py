@@ -109,12 +109,25 @@ def duplicate_probes(spec: EntitySpec) -> list[Probe]:
     probes = [Probe("duplicate_ids", f"SELECT id FROM {spec.name} GROUP BY id HAVING count(*) > 1")]
     for rel in _owned_links(spec):
         a, b = rel.owner_column, rel.target_column
-        probes.append(
-            Probe(
-                f"{rel.table}_duplicates",
-                f"SELECT {a}, {b} FROM {rel.table} GROUP BY {a}, {b} HAVING count(*) > 1",
+        if rel.distinct:  # a child table's rows may repeat (two plays in one second)
+            probes.append(
+                Probe(
+                    f"{rel.table}_duplicates",
+                    f"SELECT {a}, {b} FROM {rel.table} GROUP BY {a}, {b} HAVING count(*) > 1",
+                )
             )
-        )
+        if rel.primary_column:  # Stash lists exactly one primary file first
+            probes.append(
+                Probe(
+                    f"{rel.table}_primary",
+                    f"SELECT {a} FROM {rel.table} GROUP BY {a} HAVING count(*) FILTER ({rel.primary_column}) <> 1",
+                )
+            )
+        if rel.embedded is not None:
+            table = rel.embedded.name
+            probes.append(
+                Probe(f"{table}_duplicate_ids", f"SELECT id FROM {table} GROUP BY id HAVING count(*) > 1")
+            )
     return probes
 
 
@@ -122,7 +135,8 @@ def dangling_probes(spec: EntitySpec) -> list[Probe]:
     probes = []
     for rel in _owned_links(spec):
         a, b = rel.owner_column, rel.target_column
-        for column, table in ((a, spec.name), (b, rel.target_type)):
+        targets = ((a, spec.name), (b, rel.target_type)) if rel.target_type else ((a, spec.name),)
+        for column, table in targets:
             probes.append(
                 Probe(
                     f"{rel.table}_dangling_{column}",
@@ -389,6 +403,33 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
             "gallery_image_counts_wrong",
             "SELECT c.entity_id, c.image_count FROM entity_counts c WHERE c.entity_type = 'gallery' "
             "AND c.image_count <> (SELECT count(*) FROM image_galleries ig WHERE ig.gallery_id = c.entity_id)",
+        ),
+        Probe(
+            "negative_totals",
+            "SELECT entity_type, entity_id FROM entity_counts WHERE marker_count < 0 OR file_count < 0 OR file_size < 0",
+        ),
+    ],
+    "scene_resolution": [
+        Probe(
+            "scenes_missing",
+            "SELECT id FROM scenes s WHERE NOT EXISTS (SELECT 1 FROM scene_resolution r WHERE r.scene_id = s.id)",
+        ),
+        Probe("scenes_repeated", "SELECT scene_id FROM scene_resolution GROUP BY 1 HAVING count(*) > 1"),
+        Probe(
+            "not_the_primary_file",
+            "SELECT r.scene_id, r.file_id FROM scene_resolution r WHERE r.file_id IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM scene_files l WHERE l.scene_id = r.scene_id AND l.file_id = r.file_id AND l.is_primary)",
+        ),
+    ],
+    "file_duplicates": [
+        Probe(
+            "unknown_files",
+            "SELECT file_id FROM file_duplicates d WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.id = d.file_id)",
+        ),
+        Probe(
+            "copies_wrong",
+            "SELECT fingerprint_type, fingerprint FROM file_duplicates GROUP BY 1, 2 "
+            "HAVING count(*) <> any_value(copies) OR count(*) < 2",
         ),
     ],
 }

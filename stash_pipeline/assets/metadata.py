@@ -11,7 +11,7 @@ import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.links import links_digest, mirror_links
-from stash_pipeline.mirror.stamps import mirror_digest
+from stash_pipeline.mirror.stamps import mirror_digest, mirror_linked_digest
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
 from stash_pipeline.mirror.windows import overlap_bound, stamp_bound
@@ -64,6 +64,12 @@ class SyncMetadata:
     activity_changed: int | None = None  # rows with new plays, O counts or activity (no bump)
     links_digest: str | None = None  # of the mirror's unbumped links (addGroupSubGroups)
     links_changed: int | None = None  # rows whose unbumped links this run found changed
+    # Files: the digest of the stamps at or above stamp_bound of the files this type's rows link
+    # (renames and rescans bump no owner; the sensor compares it where Stash lists files), files
+    # this run found renamed or rescanned, and file rows it wrote.
+    file_stamp_digest: str | None = None
+    files_changed: int | None = None
+    files_written: int | None = None
     stash_count: int | None = None
     local_count: int | None = None
     changed_fields: dict[str, int] | None = None
@@ -114,6 +120,9 @@ class SyncMetadata:
             activity_changed=report.activity_changed,
             links_digest=links_digest(mirror_links(con, spec)) if spec.unbumped_relations else None,
             links_changed=report.links_changed,
+            file_stamp_digest=_file_digest(con, spec, bound) if bound and report.lists_files else None,
+            files_changed=report.files_changed,
+            files_written=sum(report.embedded_written.values()) if spec.embedded_relations else None,
             stash_count=report.stash_count,
             local_count=fetch_scalar(con, f"SELECT count(*) FROM {spec.name}"),
             changed_fields=report.changed_fields or None,
@@ -161,6 +170,11 @@ class SyncMetadata:
         if event is None or event.asset_materialization is None:
             return None
         return cls.parse(event.asset_materialization.metadata)
+
+
+def _file_digest(con: duckdb.DuckDBPyConnection, spec: EntitySpec, bound: str) -> str:
+    """One digest over the file stamps of every embedded relation of the type (it has one)."""
+    return "/".join(mirror_linked_digest(con, rel, bound)[1] for rel in spec.embedded_relations)
 
 
 def report_metadata(

@@ -24,13 +24,13 @@ import dagster as dg
 from stash_pipeline.assets.metadata import SyncMetadata
 from stash_pipeline.assets.partitions import range_tags
 from stash_pipeline.mirror.links import links_digest, server_links
-from stash_pipeline.mirror.stamps import stamp_digest
+from stash_pipeline.mirror.stamps import owned_files_filter, stamp_digest
 from stash_pipeline.mirror.windows import parse_stash_time, since_criterion
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.errors import StashError
-from stash_pipeline.stash.queries import Probe, links_probe, sensor_probes
+from stash_pipeline.stash.queries import Probe, files_probe, links_probe, sensor_probes
 
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -67,6 +67,8 @@ def probes_for(last: dict[str, SyncMetadata], stamp_limit: int) -> dict[Probe, d
         probes[total] = None
         if spec.unbumped_relations:
             probes[links_probe(spec.name)] = None
+        if state.file_stamp_digest and state.stamp_bound:  # recorded only where Stash lists files
+            probes[files_probe(spec.name)] = owned_files_filter(spec, since_criterion(state.stamp_bound))
         if uses_stamps(state, stamp_limit):
             probes[stamps] = {"updated_at": since_criterion(state.stamp_bound or "")}
             continue
@@ -99,6 +101,10 @@ def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_
             != state.links_digest
         ):
             reasons[spec.name] = "links changed without a bump (sub-groups added or removed)"
+        elif state.file_stamp_digest and stamp_digest(answers.get(f"{spec.name}_files") or []) != (
+            state.file_stamp_digest
+        ):
+            reasons[spec.name] = "files renamed or rescanned (no bump of their owner)"
         elif spec.activity_totals and _activity_moved(
             state, answers.get("stats") or {}, spec.activity_totals
         ):

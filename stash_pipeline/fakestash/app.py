@@ -27,7 +27,7 @@ class FakeStash:
         self.clock = ServerClock(ServerZone.parse(zone))
         self.api_key = api_key or None
         self.seed = seed
-        self.mutations = Mutations(self.store, self.clock)
+        self.mutations = Mutations(self.store, self.clock, self.release.lacks)
         self.faults = FaultPlan()
         self.request_count = 0
         self._scheduled: list[tuple[int, Callable[[FakeStash], Any]]] = []
@@ -59,7 +59,20 @@ class FakeStash:
             if "Tag.stash_ids" in lacks:
                 entity["stash_ids"] = []
         for entity in self.store.iter_entities("performer") if "Performer.custom_fields" in lacks else ():
-            entity["custom_fields"] = {}
+            entity["custom_fields"] = None
+        if "StashID.updated_at" in lacks:
+            for kind in ("scene", "performer", "studio", "tag"):
+                for entity in self.store.iter_entities(kind):
+                    entity["stash_ids"] = [{**sid, "updated_at": None} for sid in entity["stash_ids"]]
+        for file in self.store.tables["file"].values():
+            if "BaseFile.parent_folder" in lacks:
+                file["parent_folder"] = None
+            if "BaseFile.zip_file" in lacks:
+                file["zip_file"] = None
+            if "ImageFile.format" in lacks and file.get("__typename") == "ImageFile":
+                file["format"] = None
+        for marker in self.store.iter_entities("scene_marker") if "SceneMarker.end_seconds" in lacks else ():
+            marker["end_seconds"] = None
 
     # ------------------------------------------------------------------ request hooks
     def on_graphql_request(self) -> int:

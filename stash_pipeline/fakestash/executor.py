@@ -78,6 +78,19 @@ FAKE_HASH = "fa6e5a5h"
 UNORDERED_SHUFFLE_LIMIT = 5000  # above this, "no ORDER BY" is a random rotation (O(page), not O(n))
 
 
+def _without_lacked_arguments(type_name: str, node: Any, lacks: frozenset[str]) -> Any:
+    """A field definition without the arguments a release lacks (``Query.findSceneMarkers(ids)``)."""
+    arguments = getattr(node, "arguments", None)
+    if not arguments:
+        return node
+    kept = tuple(a for a in arguments if f"{type_name}.{node.name.value}({a.name.value})" not in lacks)
+    if len(kept) == len(arguments):
+        return node
+    trimmed = copy(node)
+    trimmed.arguments = kept
+    return trimmed
+
+
 @cache
 def load_schema(version: str = CURRENT) -> GraphQLSchema:
     """The fake's own SDL (``schema.graphql``) as release ``version`` has it (``versions.py``: the
@@ -92,7 +105,11 @@ def load_schema(version: str = CURRENT) -> GraphQLSchema:
         if fields is None or not hasattr(node, "name"):
             definitions.append(node)
             continue
-        kept = tuple(f for f in fields if f"{node.name.value}.{f.name.value}" not in lacks)
+        kept = tuple(
+            _without_lacked_arguments(node.name.value, f, lacks)
+            for f in fields
+            if f"{node.name.value}.{f.name.value}" not in lacks
+        )
         if kept:
             definitions.append(copy(node))
             definitions[-1].fields = kept
@@ -137,6 +154,8 @@ KINDS_BY_QUERY = {
     "findStudios": ("studio", "studios", "studio_filter", None),
     "findTags": ("tag", "tags", "tag_filter", None),
     "findGroups": ("group", "groups", "group_filter", None),
+    "findSceneMarkers": ("scene_marker", "scene_markers", "scene_marker_filter", None),
+    "findFiles": ("file", "files", "file_filter", None),
 }
 SINGLE_QUERIES = {
     "findScene": "scene",
@@ -186,9 +205,16 @@ SORTS: dict[str, frozenset[str]] = {
         "created_at date duration id name random rating scenes_count o_counter sub_group_order "
         "tag_count updated_at"
     ),
+    "scene_marker": _words(
+        "created_at id title random scene_id scenes_updated_at seconds updated_at duration"
+    ),
+    "file": _words("created_at id path random updated_at"),
 }
-UNSORTED_BY_DEFAULT = frozenset({"scene", "image", "gallery"})  # no ORDER BY when sort is null/""
-KEYSET_KINDS = UNSORTED_BY_DEFAULT  # the kinds whose filter has an `id` criterion
+DEFAULT_SORT = {"scene_marker": "title"}  # otherwise "name" (findFiles: none, like the three below)
+UNSORTED_BY_DEFAULT = frozenset({"scene", "image", "gallery", "file"})  # no ORDER BY when sort is null/""
+KEYSET_KINDS = frozenset({"scene", "image", "gallery"})  # the kinds whose filter has an `id` criterion
+# A file's owner counts (FileFilterType.scene_count, ...): each file belongs to one owner here.
+FILE_OWNER_COUNTS = {"scene_count": "scene", "image_count": "image", "gallery_count": "gallery"}
 
 TS_MODIFIERS = frozenset(
     {"EQUALS", "NOT_EQUALS", "GREATER_THAN", "LESS_THAN", "BETWEEN", "NOT_BETWEEN", "IS_NULL", "NOT_NULL"}
@@ -434,6 +460,10 @@ RESOLVERS: dict[tuple[str, str], Any] = {
     ("ImageFile", "fingerprint"): _file_fp,
     ("GalleryFile", "fingerprint"): _file_fp,
     ("BasicFile", "fingerprint"): _file_fp,
+    ("Scene", "scene_markers"): Computed(_members("scene_marker", "scene_id"), "list", "scene_marker"),
+    ("SceneMarker", "scene"): Ref("scene", "scene_id"),
+    ("SceneMarker", "primary_tag"): Ref("tag", "primary_tag_id"),
+    ("SceneMarker", "tags"): RefList("tag", "tag_ids"),
 }
 
 ENTITY_TYPE_KIND = {
@@ -444,13 +474,14 @@ ENTITY_TYPE_KIND = {
     "Studio": "studio",
     "Tag": "tag",
     "Group": "group",
+    "SceneMarker": "scene_marker",
 }
 
 
 def file_typename(o: dict[str, Any]) -> str:
-    """VideoFile or ImageFile for an image's visual file dict (explicit ``__typename`` wins)."""
+    """A file dict's GraphQL type: its explicit ``__typename``, else VideoFile or ImageFile."""
     name = o.get("__typename")
-    if name in ("VideoFile", "ImageFile"):
+    if name in ("VideoFile", "ImageFile", "GalleryFile"):
         return name
     return "VideoFile" if "duration" in o or "video_codec" in o else "ImageFile"
 
@@ -797,10 +828,8 @@ def compile_plan(
             for sub_key, sub_nodes in sub_fields.items():
                 sub_name = sub_nodes[0].name.value
                 fn = None
-                if sub_name == list_key:
-                    fn = comp.object_fn(
-                        get_named_type(result_type.fields[sub_name].type), comp.sub_selections(sub_nodes)
-                    )  # type: ignore[arg-type]
+                if sub_name == list_key:  # findFiles lists an interface (BaseFile): per-type projectors
+                    fn = comp.sub_fn(result_type.fields[sub_name].type, sub_nodes)
                     root_fns.append(fn)
                 root.result_fields.append((sub_key, sub_name, fn))
             root.selected = frozenset(n for _, n, _ in root.result_fields)
@@ -839,6 +868,8 @@ class CompiledFilter:
     sole_ts: (
         tuple[str, str, Any, Any] | None
     )  # (column, modifier, lo, hi) if the rest is one timestamp criterion
+    # A timestamp criterion ANDed with others (no OR/NOT): its index gives the candidates.
+    first_ts: tuple[str, str, Any, Any] | None = None
 
 
 def _check_combination(f: dict[str, Any]) -> None:
@@ -996,13 +1027,17 @@ class FilterCompiler:
                     galleries = rest.pop("galleries")
         predicate = self.predicate(kind, rest)
         sole_ts = None
-        if len(rest) == 1 and galleries is None:
-            ((col, crit),) = rest.items()
-            if col in ("updated_at", "created_at", "last_played_at"):
-                _, (mod, lo, hi) = _ts_predicate(col, crit, self.clock)
-                sole_ts = (col, mod, lo, hi)
+        first_ts = None
+        if galleries is None and not {"AND", "OR", "NOT"} & set(rest):
+            for col, crit in rest.items():
+                if col in ("updated_at", "created_at", "last_played_at"):
+                    _, (mod, lo, hi) = _ts_predicate(col, crit, self.clock)
+                    first_ts = (col, mod, lo, hi)
+                    break
+            if len(rest) == 1:
+                sole_ts = first_ts
         key = orjson.dumps({"g": galleries, "r": rest}, option=orjson.OPT_SORT_KEYS)
-        return CompiledFilter(id_crit, galleries, predicate, key, sole_ts)
+        return CompiledFilter(id_crit, galleries, predicate, key, sole_ts, first_ts)
 
     def predicate(self, kind: str, f: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
         f = {k: v for k, v in f.items() if v is not None}
@@ -1015,6 +1050,10 @@ class FilterCompiler:
                 preds.append(_int_predicate("id", value))
             elif key in ("o_counter", "play_count", "resume_time", "play_duration"):
                 preds.append(_int_predicate(key, value))
+            elif key in FILE_OWNER_COUNTS and kind == "file":
+                owned = _int_predicate("n", value)
+                owner = FILE_OWNER_COUNTS[key]
+                preds.append(lambda r, owned=owned, owner=owner: owned({"n": int(r.get("_owner") == owner)}))
             elif key in ("updated_at", "created_at", "last_played_at", "mod_time"):
                 preds.append(_ts_predicate(key, value, self.clock)[0])
             elif key == "galleries":
@@ -1482,7 +1521,7 @@ class Executor:
 
     def _validate_sort(self, kind: str, sort: str | None) -> str | None:
         if sort is None:
-            return None if kind in UNSORTED_BY_DEFAULT else "name"
+            return None if kind in UNSORTED_BY_DEFAULT else DEFAULT_SORT.get(kind, "name")
         if sort == "" and kind in UNSORTED_BY_DEFAULT:
             return None
         if sort.startswith("random_") or sort in SORTS[kind]:
@@ -1510,6 +1549,10 @@ class Executor:
             pred = cf.predicate
             assert pred is not None
             found = self.ts_ids(kind, cf.sole_ts) if cf.sole_ts is not None else None
+            if found is None and cf.first_ts is not None:
+                candidates = self.ts_ids(kind, cf.first_ts)
+                if candidates is not None:
+                    found = array("q", (i for i in candidates if pred(table[i])))
             result = found if found is not None else array("q", (r["id"] for r in table.values() if pred(r)))
         self._matches[key] = result
         if len(self._matches) > 16:

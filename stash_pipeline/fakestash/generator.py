@@ -62,6 +62,7 @@ _KEY_TEXT = {
         "id name aliases duration date rating100 director synopsis urls created_at updated_at "
         "studio_id tag_ids containing"
     ),
+    "scene_marker": "id scene_id title seconds end_seconds primary_tag_id tag_ids created_at updated_at",
 }
 ENTITY_KEYS: dict[str, tuple[str, ...]] = {kind: tuple(text.split()) for kind, text in _KEY_TEXT.items()}
 
@@ -486,6 +487,40 @@ class _Generator:
         self.scenes()
         self.images()
         self.gallery_covers()
+        self.scene_markers()
+
+    def scene_markers(self) -> None:
+        """About 0.3 markers per scene (0 to 5 on a few of them), at points inside the scene, created
+        with or after it.  Primary tags come from a middle band of tag ids, so that tests deleting
+        the first or last tags never meet Stash's refusal to delete a marker's primary tag."""
+        n_tags = self.size.tags or 0
+        if not n_tags:
+            return
+        rnd, pick = self.rnd, self.pick
+        band = range(n_tags // 3 + 1, max(n_tags // 3 + 2, n_tags // 2 + 1))
+        insert = self.store.insert
+        marker_id = 0
+        for scene in list(self.store.tables["scene"].values()):
+            if rnd() >= 0.1:
+                continue
+            length = (scene["files"][0]["duration"] if scene["files"] else 600.0) or 600.0
+            for _ in range(1 + int(rnd() * 5)):
+                marker_id += 1
+                start = round(rnd() * length * 0.9, 3)
+                insert(
+                    "scene_marker",
+                    {
+                        "id": marker_id,
+                        "scene_id": scene["id"],
+                        "title": pick(("", "Intro", "Highlight", "Outro", self.title())),
+                        "seconds": start,
+                        "end_seconds": round(start + 5 + rnd() * 60, 3) if rnd() < 0.5 else None,
+                        "primary_tag_id": pick(band),
+                        "tag_ids": self.ids(int(rnd() * 3), n_tags),
+                        "created_at": scene["created_at"],
+                        "updated_at": scene["created_at"] if rnd() < 0.7 else scene["updated_at"],
+                    },
+                )
 
     def tags(self) -> None:
         n = self.size.tags or 0

@@ -90,12 +90,23 @@ class Mutations:
             "add_group_sub_groups",
             "remove_group_sub_groups",
             "move_file",
+            "file_rename",
+            "file_rescan",
+            "scene_add_file",
+            "scene_set_primary_file",
+            "marker_create",
+            "marker_update",
+            "marker_destroy",
+            "chapter_create",
+            "chapter_update",
+            "chapter_destroy",
         }
     )
 
-    def __init__(self, store: Store, clock: ServerClock) -> None:
+    def __init__(self, store: Store, clock: ServerClock, lacks: frozenset[str] = frozenset()) -> None:
         self.store = store
         self.clock = clock
+        self.lacks = lacks  # what the release lacks holds no data (``versions.py``)
 
     # ================================================================== public API
     def update(self, kind: str, id: Any, **fields: Any) -> None:
@@ -161,6 +172,8 @@ class Mutations:
             stamp = self.clock.stamp()
             entity_id = self.store.new_id(kind)
             entity = blank_entity(kind, entity_id, stamp)
+            if kind == "performer" and "Performer.custom_fields" in self.lacks:
+                entity["custom_fields"] = None
             gallery_ids = values.pop("gallery_ids", None) if kind in ("scene", "image") else None
             entity.update(values)
             self.store.insert(kind, entity)
@@ -176,6 +189,10 @@ class Mutations:
         with self.store.lock:
             self._check_kind(kind)
             targets = [self._get(kind, i)["id"] for i in _as_ids(ids)]
+            if kind == "tag":
+                primary = {m["primary_tag_id"] for m in self.store.iter_entities("scene_marker")}
+                if primary & set(targets):
+                    raise ValueError("cannot delete tag used as a primary tag in scene markers")
             for entity_id in targets:
                 self.store.delete(kind, entity_id)
             self.store.touch()
@@ -224,6 +241,9 @@ class Mutations:
                         row[key] = self._replace_ids(current, src_ids, dest_id)
             for child in children:
                 child["parent_ids"] = self._replace_ids(child["parent_ids"], src_ids, dest_id)
+            for marker in self.store.iter_entities("scene_marker"):
+                if marker["primary_tag_id"] in src_ids:
+                    marker["primary_tag_id"] = dest_id
             aliases = list(dest["aliases"])
             for source in sources:
                 aliases.append(source["name"])
@@ -476,6 +496,188 @@ class Mutations:
             moved["basename"] = path.rsplit("/", 1)[-1]
             moved["updated_at"] = self.clock.stamp()
             entity["files"] = [*files[:file_index], moved, *files[file_index + 1 :]]
+            self.store.add_files(kind, [moved])
+            self.store.touch()
+
+    # ------------------------------------------------------------------ files
+    def _file(self, file_id: Any) -> tuple[Entity, int]:
+        """The owner holding a file, and the file's position in its list."""
+        fid = _as_id(file_id, "file id")
+        file = self.store.tables["file"].get(fid)
+        if file is None:
+            raise ValueError(f"file with id {fid} not found")
+        for owner in self.store.iter_entities(file["_owner"]):
+            for position, held in enumerate(owner["files"]):
+                if held["id"] == fid:
+                    return owner, position
+        raise ValueError(f"file {fid} has no owner")  # pragma: no cover - the index says it has
+
+    def _replace_file(self, owner: Entity, position: int, new: Entity) -> None:
+        kind = new["_owner"]
+        owner["files"] = [*owner["files"][:position], new, *owner["files"][position + 1 :]]
+        self.store.add_files(kind, [new])
+
+    def file_rename(self, file_id: Any, path: str) -> None:
+        """A file renamed or moved (found by a scan, or ``moveFiles``): its path, basename and
+        ``updated_at`` change; its scene, image or gallery is NOT bumped."""
+        with self.store.lock:
+            owner, position = self._file(file_id)
+            moved = dict(owner["files"][position])
+            moved["path"] = path
+            moved["basename"] = path.rsplit("/", 1)[-1]
+            moved["updated_at"] = self.clock.stamp()
+            self._replace_file(owner, position, moved)
+            self.store.touch()
+
+    def file_rescan(self, file_id: Any, fingerprints: dict[str, str] | None = None) -> None:
+        """A scan of a changed file: new size, mod time and fingerprints (a video's or picture's
+        phash too, where it had one; ``fingerprints`` gives chosen values, e.g. the phash of
+        another file), the file's ``updated_at``; the owner is NOT bumped."""
+        with self.store.lock:
+            owner, position = self._file(file_id)
+            file = dict(owner["files"][position])
+            n = file["id"] + int(self.clock.now())
+            file["size"] = (file.get("size") or 0) + 1 + n % 997
+            file["mod_time"] = self.clock.stamp()
+            file["fingerprints"] = [
+                {"type": fp["type"], "value": f"{(n * 2654435761 + i) % (1 << 64):016x}"}
+                for i, fp in enumerate(file.get("fingerprints") or ())
+            ]
+            chosen = dict(fingerprints or {})
+            file["fingerprints"] = [
+                {"type": fp["type"], "value": chosen.pop(fp["type"], fp["value"])}
+                for fp in file["fingerprints"]
+            ] + [{"type": kind, "value": value} for kind, value in chosen.items()]
+            file["updated_at"] = self.clock.stamp()
+            self._replace_file(owner, position, file)
+            self.store.touch()
+
+    def scene_add_file(self, scene_id: Any) -> int:
+        """A scan attaching a new video file to a scene (after its primary): the scene IS bumped."""
+        with self.store.lock:
+            scene = self._get("scene", scene_id)
+            stamp = self.clock.stamp()
+            fid = max(self.store.tables["file"], default=0) + 1
+            template = scene["files"][0] if scene["files"] else None
+            # Beside the primary file, in its folder (a release without folders holds none).
+            folder = template["parent_folder"] if template else {"id": 1, "path": "/data/videos"}
+            directory = template["path"].rsplit("/", 1)[0] if template else folder["path"]
+            basename = f"added_{fid}.mkv"
+            file = {
+                "__typename": "VideoFile",
+                "id": fid,
+                "path": f"{directory}/{basename}",
+                "basename": basename,
+                "parent_folder": folder,
+                "zip_file": None,
+                "mod_time": stamp,
+                "size": 10_000_000 + fid,
+                "fingerprints": [{"type": "oshash", "value": f"{fid * 7919:016x}"}],
+                "format": "mkv",
+                "width": 3840,
+                "height": 2160,
+                "duration": 600.0,
+                "video_codec": "hevc",
+                "audio_codec": "aac",
+                "frame_rate": 60.0,
+                "bit_rate": 40_000_000,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "_owner": "scene",
+            }
+            scene["files"] = [*scene["files"], file]
+            self.store.add_files("scene", [file])
+            scene["updated_at"] = stamp
+            self.store.touch()
+            return fid
+
+    def scene_set_primary_file(self, scene_id: Any, file_id: Any) -> None:
+        """``sceneUpdate(primary_file_id)``: that file moves to the front; the scene is bumped."""
+        with self.store.lock:
+            scene = self._get("scene", scene_id)
+            fid = _as_id(file_id, "file id")
+            chosen = [f for f in scene["files"] if f["id"] == fid]
+            if not chosen:
+                raise ValueError(f"scene {scene['id']} has no file {fid}")
+            scene["files"] = [*chosen, *(f for f in scene["files"] if f["id"] != fid)]
+            scene["updated_at"] = self.clock.stamp()
+            self.store.touch()
+
+    # ------------------------------------------------------------------ markers and chapters
+    def marker_create(
+        self,
+        scene_id: Any,
+        title: str,
+        seconds: float,
+        primary_tag_id: Any,
+        end_seconds: float | None = None,
+        tag_ids: Iterable[Any] = (),
+    ) -> int:
+        """``sceneMarkerCreate``: the marker is new; its scene is NOT bumped."""
+        return self.create(
+            "scene_marker",
+            scene_id=scene_id,
+            title=title,
+            seconds=seconds,
+            end_seconds=end_seconds,
+            primary_tag_id=primary_tag_id,
+            tag_ids=list(tag_ids),
+        )
+
+    def marker_update(self, marker_id: Any, **fields: Any) -> None:
+        """``sceneMarkerUpdate``: bumps the marker only."""
+        self.update("scene_marker", marker_id, **fields)
+
+    def marker_destroy(self, marker_id: Any) -> None:
+        """``sceneMarkerDestroy``: nothing else is bumped."""
+        self.destroy("scene_marker", [marker_id])
+
+    def _chapter(self, chapter_id: Any) -> tuple[Entity, int]:
+        cid = _as_id(chapter_id, "chapter id")
+        for gallery in self.store.iter_entities("gallery"):
+            for position, chapter in enumerate(gallery["chapters"]):
+                if chapter["id"] == cid:
+                    return gallery, position
+        raise ValueError(f"gallery chapter with id {cid} not found")
+
+    def chapter_create(self, gallery_id: Any, title: str, image_index: int) -> int:
+        """``galleryChapterCreate``: writes the chapter row only; the gallery is NOT bumped."""
+        with self.store.lock:
+            gallery = self._get("gallery", gallery_id)
+            stamp = self.clock.stamp()
+            existing = [c["id"] for g in self.store.iter_entities("gallery") for c in g["chapters"]]
+            cid = max(existing, default=0) + 1
+            chapter = {
+                "id": cid,
+                "title": title,
+                "image_index": image_index,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            gallery["chapters"] = [*gallery["chapters"], chapter]
+            self.store.touch()
+            return cid
+
+    def chapter_update(self, chapter_id: Any, **fields: Any) -> None:
+        """``galleryChapterUpdate``: the chapter's fields and ``updated_at``; no gallery bump."""
+        with self.store.lock:
+            unknown = sorted(set(fields) - {"title", "image_index"})
+            if unknown:
+                raise ValueError(
+                    f"unknown chapter field(s) {', '.join(unknown)}; editable: image_index, title"
+                )
+            gallery, position = self._chapter(chapter_id)
+            chapter = {**gallery["chapters"][position], **fields, "updated_at": self.clock.stamp()}
+            chapters = gallery["chapters"]
+            gallery["chapters"] = [*chapters[:position], chapter, *chapters[position + 1 :]]
+            self.store.touch()
+
+    def chapter_destroy(self, chapter_id: Any) -> None:
+        """``galleryChapterDestroy``: the row goes; no gallery bump."""
+        with self.store.lock:
+            gallery, position = self._chapter(chapter_id)
+            chapters = gallery["chapters"]
+            gallery["chapters"] = [*chapters[:position], *chapters[position + 1 :]]
             self.store.touch()
 
     # ================================================================== helpers

@@ -35,6 +35,11 @@ tag:       id name sort_name description aliases favorite ignore_auto_tag create
            parent_ids stash_ids image_path
 group:     id name aliases (a single string) duration date rating100 director synopsis urls
            created_at updated_at studio_id tag_ids containing (list of (group_id, description))
+scene_marker: id scene_id title seconds end_seconds primary_tag_id tag_ids created_at updated_at
+
+Files are the dicts inside their owners' ``files`` lists; ``tables["file"]`` indexes the same dicts
+by id (``findFiles``), each marked with its owner's kind under ``_owner`` (``scene_count`` and the
+like; the truth export leaves ``_`` keys out).
 """
 
 import threading
@@ -45,7 +50,16 @@ from typing import Any
 
 Entity = dict[str, Any]
 
-ENTITY_TYPES: tuple[str, ...] = ("studio", "tag", "performer", "group", "gallery", "scene", "image")
+ENTITY_TYPES: tuple[str, ...] = (
+    "studio",
+    "tag",
+    "performer",
+    "group",
+    "gallery",
+    "scene",
+    "image",
+    "scene_marker",
+)
 """Singular type names, in dependency order (a type only references types before it, or itself)."""
 
 PLURAL = {
@@ -56,7 +70,9 @@ PLURAL = {
     "gallery": "galleries",
     "scene": "scenes",
     "image": "images",
+    "scene_marker": "scene_markers",
 }
+FILE_OWNERS = ("scene", "image", "gallery")
 SINGULAR = {v: k for k, v in PLURAL.items()}
 
 # Owning-side list relations: (owner type, key) -> target type.  A delete of the target removes
@@ -74,6 +90,7 @@ ID_LIST_RELATIONS: dict[tuple[str, str], str] = {
     ("studio", "tag_ids"): "tag",
     ("tag", "parent_ids"): "tag",
     ("group", "tag_ids"): "tag",
+    ("scene_marker", "tag_ids"): "tag",
 }
 # Pair-list relations: list of (target id, payload); payload is scene_index / description.
 PAIR_LIST_RELATIONS: dict[tuple[str, str], str] = {
@@ -88,6 +105,10 @@ NULLABLE_REFS: dict[tuple[str, str], str] = {
     ("group", "studio_id"): "studio",
     ("studio", "parent_id"): "studio",
     ("gallery", "cover_image_id"): "image",
+    # A marker's scene and primary tag are required in Stash: a scene's delete deletes its markers
+    # (``Store.delete``), a tag's is refused while a marker has it as primary (``Mutations``).
+    ("scene_marker", "scene_id"): "scene",
+    ("scene_marker", "primary_tag_id"): "tag",
 }
 
 
@@ -96,11 +117,11 @@ class Store:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.tables: dict[str, dict[int, Entity]] = {t: {} for t in ENTITY_TYPES}
+        self.tables: dict[str, dict[int, Entity]] = {t: {} for t in (*ENTITY_TYPES, "file")}
         self.next_id: dict[str, int] = dict.fromkeys(ENTITY_TYPES, 1)
         # Id arrays, not lists: the cyclic GC walks every item of a list on each full collection
         # (1M ids: about 10 ms, several times a second while pages are built); an array it skips.
-        self._sorted_ids: dict[str, array[int] | None] = dict.fromkeys(ENTITY_TYPES)
+        self._sorted_ids: dict[str, array[int] | None] = dict.fromkeys((*ENTITY_TYPES, "file"))
         # Reverse indexes of the two join tables that both sides read often.
         self.gallery_images: dict[int, set[int]] = {}
         self.gallery_scenes: dict[int, set[int]] = {}
@@ -118,6 +139,8 @@ class Store:
         ids = self._sorted_ids[kind]
         if ids is None:
             ids = array("q", self.tables[kind])  # insertion order == id order
+            if kind == "file":  # files arrive in their owners' order
+                ids = array("q", sorted(ids))
             self._sorted_ids[kind] = ids
         return ids
 
@@ -171,8 +194,23 @@ class Store:
             self._index_links(self.gallery_scenes, entity_id, (), entity["gallery_ids"])
         elif kind == "image":
             self._index_links(self.gallery_images, entity_id, (), entity["gallery_ids"])
+        if kind in FILE_OWNERS:
+            self.add_files(kind, entity["files"])
         self.touch()
         return entity
+
+    def add_files(self, owner: str, files: Iterable[Entity]) -> None:
+        """Index an owner's file dicts by id (the same dicts, so edits show on both sides)."""
+        table = self.tables["file"]
+        for file in files:
+            file["_owner"] = owner
+            table[file["id"]] = file
+        self._sorted_ids["file"] = None
+
+    def remove_files(self, files: Iterable[Entity]) -> None:
+        for file in files:
+            self.tables["file"].pop(file["id"], None)
+        self._sorted_ids["file"] = None
 
     def set_gallery_ids(self, kind: str, entity_id: int, gallery_ids: Iterable[int]) -> None:
         """Replace a scene's or image's gallery links, keeping the reverse index right."""
@@ -199,6 +237,11 @@ class Store:
         """
         entity = self.tables[kind].pop(entity_id)
         self._sorted_ids[kind] = None
+        if kind in FILE_OWNERS:
+            self.remove_files(entity["files"])
+        if kind == "scene":  # scene_markers.scene_id: ON DELETE CASCADE
+            for marker in [m for m in self.tables["scene_marker"].values() if m["scene_id"] == entity_id]:
+                self.delete("scene_marker", marker["id"])
         if kind == "scene":
             self._index_links(self.gallery_scenes, entity_id, entity["gallery_ids"], ())
         elif kind == "image":
@@ -235,4 +278,4 @@ class Store:
         return iter(self.tables[kind].values())
 
     def counts(self) -> dict[str, int]:
-        return {kind: len(rows) for kind, rows in self.tables.items()}
+        return {kind: len(self.tables[kind]) for kind in ENTITY_TYPES}

@@ -32,8 +32,8 @@ _PAIR_LISTS: dict[str, frozenset[str]] = {
 
 def _plain(value: Any) -> Any:
     """Deep copy into JSON types (tuples become lists)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # the store's own marks (a file's ``_owner``) are not Stash's
+        return {k: _plain(v) for k, v in value.items() if not k.startswith("_")}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

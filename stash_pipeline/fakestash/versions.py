@@ -34,8 +34,19 @@ _BASIC_FILE = frozenset(
     )
 )
 _FILE_FILTER = frozenset(
-    f"FileFilterType.{f}" for f in ("AND", "OR", "NOT", "mod_time", "created_at", "updated_at")
-)
+    f"FileFilterType.{f}"
+    for f in (
+        "AND",
+        "OR",
+        "NOT",
+        "mod_time",
+        "scene_count",
+        "image_count",
+        "gallery_count",
+        "created_at",
+        "updated_at",
+    )
+) | {"Query.findFiles", "FindFilesResultType.count", "FindFilesResultType.files"}
 
 _V30 = frozenset()
 _V29 = _V30 | {
@@ -46,7 +57,13 @@ _V29 = _V30 | {
     "GalleryFilterType.files_filter",
 }
 _V28 = _V29 | _FILE_FOLDERS | _BASIC_FILE | _FILE_FILTER | {"ImageFile.format"}
-_V27 = _V28 | {"Tag.sort_name", "Performer.custom_fields", "StashID.updated_at"}
+_V27 = _V28 | {
+    "Tag.sort_name",
+    "Performer.custom_fields",
+    "StashID.updated_at",
+    "SceneMarker.end_seconds",
+    "Query.findSceneMarkers(ids)",  # an argument: its query takes no ids before v0.28
+}
 
 
 @dataclass(frozen=True)

@@ -119,13 +119,84 @@ TAG_ANCESTORS = DerivedTable(
     """,
 )
 
+# Files and markers per owner, summed by the counts below.
+_FILES_OF = """
+    {owner}_f AS (
+        SELECT l.{owner}_id AS owner_id, count(*) AS n, coalesce(sum(f.size), 0) AS bytes
+        FROM {owner}_files l JOIN files f ON f.id = l.file_id GROUP BY 1
+    )"""
+
+
+def _file_totals(name: str, parts: list[str]) -> str:
+    """A CTE ``name(id, n, bytes)`` summing the files of the owners each part joins to an id."""
+    union = " UNION ALL ".join(parts)
+    return f"{name} AS (SELECT id, sum(n) AS n, sum(bytes) AS bytes FROM ({union}) x GROUP BY id)"
+
+
 ENTITY_COUNTS = DerivedTable(
     name="entity_counts",
-    description="Scenes, images and galleries per performer, tag, studio and gallery; image counts "
-    "include images inherited from galleries.",
-    inputs=("scenes", "images", "galleries", "performers", "tags", "studios"),
-    sql="""
+    description="Per performer, tag, studio and gallery: scenes, images (including those inherited "
+    "from galleries) and galleries; scene markers (a tag's: markers with it as primary or other tag); "
+    "and the files and bytes of its scenes, images and galleries (a gallery's: its images' and its zip).",
+    inputs=("scenes", "images", "galleries", "performers", "tags", "studios", "scene_markers"),
+    sql=f"""
     WITH
+    {_FILES_OF.format(owner="scene")},
+    {_FILES_OF.format(owner="image")},
+    {_FILES_OF.format(owner="gallery")},
+    scene_m AS (SELECT scene_id, count(*) AS n FROM scene_markers WHERE scene_id IS NOT NULL GROUP BY 1),
+    {
+        _file_totals(
+            "perf_f",
+            [
+                "SELECT sp.performer_id AS id, f.n, f.bytes FROM scene_performers sp JOIN scene_f f ON f.owner_id = sp.scene_id",
+                "SELECT ip.performer_id, f.n, f.bytes FROM (SELECT DISTINCT image_id, performer_id "
+                "FROM image_performers_effective) ip JOIN image_f f ON f.owner_id = ip.image_id",
+                "SELECT gp.performer_id, f.n, f.bytes FROM gallery_performers gp JOIN gallery_f f ON f.owner_id = gp.gallery_id",
+            ],
+        )
+    },
+    {
+        _file_totals(
+            "tag_f",
+            [
+                "SELECT st.tag_id AS id, f.n, f.bytes FROM scene_tags st JOIN scene_f f ON f.owner_id = st.scene_id",
+                "SELECT it.tag_id, f.n, f.bytes FROM (SELECT DISTINCT image_id, tag_id FROM image_tags_effective) it "
+                "JOIN image_f f ON f.owner_id = it.image_id",
+                "SELECT gt.tag_id, f.n, f.bytes FROM gallery_tags gt JOIN gallery_f f ON f.owner_id = gt.gallery_id",
+            ],
+        )
+    },
+    {
+        _file_totals(
+            "stu_f",
+            [
+                "SELECT s.studio_id AS id, f.n, f.bytes FROM scenes s JOIN scene_f f ON f.owner_id = s.id",
+                "SELECT i.studio_id, f.n, f.bytes FROM images_effective i JOIN image_f f ON f.owner_id = i.image_id",
+                "SELECT g.studio_id, f.n, f.bytes FROM galleries g JOIN gallery_f f ON f.owner_id = g.id",
+            ],
+        )
+    },
+    {
+        _file_totals(
+            "gal_f",
+            [
+                "SELECT ig.gallery_id AS id, f.n, f.bytes FROM image_galleries ig JOIN image_f f ON f.owner_id = ig.image_id",
+                "SELECT owner_id, n, bytes FROM gallery_f",
+            ],
+        )
+    },
+    perf_m AS (
+        SELECT sp.performer_id AS id, sum(m.n) AS n FROM scene_performers sp
+        JOIN scene_m m ON m.scene_id = sp.scene_id GROUP BY 1
+    ),
+    tag_m AS (
+        SELECT tag_id AS id, count(DISTINCT marker_id) AS n FROM (
+            SELECT id AS marker_id, primary_tag_id AS tag_id FROM scene_markers
+            UNION ALL SELECT scene_marker_id, tag_id FROM scene_marker_tags
+        ) x WHERE tag_id IS NOT NULL GROUP BY 1
+    ),
+    stu_m AS (SELECT s.studio_id AS id, sum(m.n) AS n FROM scenes s JOIN scene_m m ON m.scene_id = s.id GROUP BY 1),
     perf AS (
         SELECT p.id,
                (SELECT count(*) FROM scene_performers x WHERE x.performer_id = p.id) AS scene_count,
@@ -154,10 +225,65 @@ ENTITY_COUNTS = DerivedTable(
                NULL::BIGINT AS gallery_count
         FROM galleries g
     )
-    SELECT 'performer' AS entity_type, id AS entity_id, scene_count, image_count, gallery_count FROM perf
-    UNION ALL SELECT 'tag', id, scene_count, image_count, gallery_count FROM tag
-    UNION ALL SELECT 'studio', id, scene_count, image_count, gallery_count FROM stu
-    UNION ALL SELECT 'gallery', id, scene_count, image_count, gallery_count FROM gal
+    SELECT 'performer' AS entity_type, e.id AS entity_id, scene_count, image_count, gallery_count,
+           coalesce(m.n, 0)::BIGINT AS marker_count, coalesce(f.n, 0)::BIGINT AS file_count,
+           coalesce(f.bytes, 0)::BIGINT AS file_size
+    FROM perf e LEFT JOIN perf_m m ON m.id = e.id LEFT JOIN perf_f f ON f.id = e.id
+    UNION ALL SELECT 'tag', e.id, scene_count, image_count, gallery_count, coalesce(m.n, 0),
+           coalesce(f.n, 0), coalesce(f.bytes, 0)
+    FROM tag e LEFT JOIN tag_m m ON m.id = e.id LEFT JOIN tag_f f ON f.id = e.id
+    UNION ALL SELECT 'studio', e.id, scene_count, image_count, gallery_count, coalesce(m.n, 0),
+           coalesce(f.n, 0), coalesce(f.bytes, 0)
+    FROM stu e LEFT JOIN stu_m m ON m.id = e.id LEFT JOIN stu_f f ON f.id = e.id
+    UNION ALL SELECT 'gallery', e.id, scene_count, image_count, gallery_count, NULL,
+           coalesce(f.n, 0), coalesce(f.bytes, 0)
+    FROM gal e LEFT JOIN gal_f f ON f.id = e.id
+    """,
+)
+
+# Stash's standard heights, by the shorter side of the picture (a portrait 1080x1920 is 1080p).
+_RESOLUTIONS = (4320, 4032, 3384, 2880, 2160, 1440, 1080, 720, 540, 480, 360, 240, 144)
+_LABEL = " ".join(f"WHEN least(f.width, f.height) >= {h} THEN '{h}p'" for h in _RESOLUTIONS)
+
+SCENE_RESOLUTION = DerivedTable(
+    name="scene_resolution",
+    description="Each scene's effective resolution: that of its primary file (the one Stash plays), "
+    "labelled by the shorter side (1080p, 2160p, ...), with its codec, frame rate and bit rate; the "
+    "best label among all its files; and how many files it has and their total size.",
+    inputs=("scenes",),
+    sql=f"""
+    WITH labelled AS (
+        SELECT l.scene_id, l.file_id, l.is_primary, f.width, f.height, f.video_codec, f.frame_rate,
+               f.bit_rate, f.size, least(f.width, f.height) AS short_side,
+               CASE {_LABEL} WHEN f.width IS NOT NULL THEN 'below 144p' END AS resolution
+        FROM scene_files l JOIN files f ON f.id = l.file_id
+    )
+    SELECT s.id AS scene_id, p.file_id, p.width, p.height, p.resolution, p.video_codec, p.frame_rate,
+           p.bit_rate, a.best_short_side, a.file_count, a.total_size
+    FROM scenes s
+    LEFT JOIN labelled p ON p.scene_id = s.id AND p.is_primary
+    LEFT JOIN (
+        SELECT scene_id, max(short_side) AS best_short_side, count(*) AS file_count, sum(size) AS total_size
+        FROM labelled GROUP BY 1
+    ) a ON a.scene_id = s.id
+    """,
+)
+
+FILE_DUPLICATES = DerivedTable(
+    name="file_duplicates",
+    description="Files that share a fingerprint (oshash, md5 or phash, exactly equal) with another "
+    "file: one row per file and fingerprint, with how many files share it.",
+    inputs=("scenes", "images", "galleries"),
+    sql="""
+    WITH prints AS (
+        SELECT id AS file_id, file_type, 'oshash' AS fingerprint_type, oshash AS fingerprint FROM files WHERE oshash IS NOT NULL
+        UNION ALL SELECT id, file_type, 'md5', md5 FROM files WHERE md5 IS NOT NULL
+        UNION ALL SELECT id, file_type, 'phash', phash FROM files WHERE phash IS NOT NULL
+    )
+    SELECT fingerprint_type, fingerprint, file_id, file_type,
+           count(*) OVER (PARTITION BY fingerprint_type, fingerprint) AS copies
+    FROM prints
+    QUALIFY copies > 1
     """,
 )
 
@@ -168,6 +294,8 @@ DERIVED_TABLES: tuple[DerivedTable, ...] = (
     SCENE_INHERITED_TAGS,
     TAG_ANCESTORS,
     ENTITY_COUNTS,
+    SCENE_RESOLUTION,
+    FILE_DUPLICATES,
 )
 DERIVED_BY_NAME = {d.name: d for d in DERIVED_TABLES}
 # entity_counts reads three other derived tables.

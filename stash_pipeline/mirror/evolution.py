@@ -21,13 +21,13 @@ import duckdb
 
 from stash_pipeline.mirror.schema import (
     LINK_TABLES,
+    MIRRORED_SPECS,
     OPERATIONAL_DDL,
     entity_ddl,
     link_ddl,
     owning_specs,
 )
 from stash_pipeline.mirror.state import read_state, update_state
-from stash_pipeline.model import ENTITY_SPECS
 
 log = logging.getLogger("stash_pipeline.schema")
 
@@ -95,7 +95,7 @@ class SchemaChanges:
 
 
 def _ddl() -> list[tuple[str, str]]:
-    tables = [(spec.name, entity_ddl(spec)) for spec in ENTITY_SPECS]
+    tables = [(spec.name, entity_ddl(spec)) for spec in MIRRORED_SPECS]
     tables += [(name, link_ddl(table)) for name, table in LINK_TABLES.items()]
     tables += list(zip(OPERATIONAL_TABLES, OPERATIONAL_DDL, strict=True))
     return tables

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
 from stash_pipeline.model import Column, EntitySpec, Relation
-from stash_pipeline.model.kinds import TIMESTAMP_FORMAT, UTC_TS, coerce_int, coerce_timestamp
+from stash_pipeline.model.kinds import TIMESTAMP_FORMAT, UTC_TS, Kind, coerce_int, coerce_timestamp
 from stash_pipeline.stash.arrow_pages import entity_type
 
 
@@ -34,6 +34,8 @@ class ShapedPage:
     failures: list[tuple[int | None, str]] = field(default_factory=list)
     duplicates: int = 0
     max_updated_at: str | None = None
+    # Rows of embedded types read inside these entities (a scene's files), by type name.
+    embedded: dict[str, "ShapedPage"] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[int]:
@@ -59,7 +61,12 @@ def _getter(column: Column) -> Callable[[dict], Any]:
     if column.element is None:
         name = column.name
         return lambda row: row.get(name)
-    path = (column.element.list_field, column.element.index, column.element.key)
+    element = column.element
+    path = (
+        (element.list_field, element.key)
+        if element.index is None
+        else (element.list_field, element.index, element.key)
+    )
     return lambda row: _dig(row, path)
 
 
@@ -73,7 +80,7 @@ class _Extracted:
     refs: dict[str, list[Any]]
     created: list[Any]
     updated: list[Any]
-    links: dict[str, tuple[list[Any], list[Any], list[list[Any]]]]
+    links: dict[str, "_LinkLists"]
 
     def extend(self, other: "_Extracted") -> None:
         self.ids += other.ids
@@ -83,12 +90,8 @@ class _Extracted:
             self.refs[key] += values
         self.created += other.created
         self.updated += other.updated
-        for key, (owners, targets, extras) in other.links.items():
-            mine = self.links[key]
-            mine[0].extend(owners)
-            mine[1].extend(targets)
-            for i, values in enumerate(extras):
-                mine[2][i].extend(values)
+        for key, lists in other.links.items():
+            self.links[key].extend(lists)
 
 
 class PageShaper:
@@ -115,6 +118,9 @@ class PageShaper:
             for rel in spec.relations
             if any(extra.kind.integral for extra in rel.extra)
         }
+        self.maps = [c.name for c in spec.columns if c.kind.is_map and not c.absent]
+        # Embedded types' rows (a scene's files) are shaped by their own shaper.
+        self.embedded = {rel.field: PageShaper(rel.embedded) for rel in spec.embedded_relations}
 
         # Columns as extracted (typed, not yet cast or parsed) → the mirror's columns.
         self.casts = [pl.col("id").cast(pl.Int64, strict=True)]
@@ -136,6 +142,10 @@ class PageShaper:
                 self.from_arrow.append(pl.lit(None, dtype=column.kind.wire).alias(column.name))
             elif element is None:
                 self.from_arrow.append(pl.col(column.name))
+            elif element.index is None:
+                self.from_arrow.append(
+                    pl.col(element.list_field).struct.field(element.key).alias(column.name)
+                )
             else:
                 self.from_arrow.append(
                     pl.col(element.list_field)
@@ -171,6 +181,12 @@ class PageShaper:
         lists = {relation_key(rel): table.column(rel.field).combine_chunks() for rel in self.relations}
         return self._finish(extracted, lists, synced_at)
 
+    def _element_values(self, rows: list[dict], head: str, index: int | None) -> list[Any]:
+        values = _values(rows, head)
+        if index is None:
+            return values
+        return [v[index] if isinstance(v, list) and len(v) > index else None for v in values]
+
     def _build_columnar(self, rows: list[dict], synced_at: Any) -> ShapedPage:
         """The fast path from JSON objects: one frame built from plain lists (string lists and
         links through Arrow, which converts nested Python lists in C), then the same casts as from
@@ -178,10 +194,7 @@ class PageShaper:
         self._check_loose_values(rows)
         data: dict[str, Any] = {"id": [r["id"] for r in rows]}
         schema: dict[str, pl.DataType] = {"id": pl.String()}
-        elements = {
-            head: [v[index] if isinstance(v, list) and len(v) > index else None for v in _values(rows, head)]
-            for head, index in self.heads
-        }
+        elements = {head: self._element_values(rows, head, index) for head, index in self.heads}
         for column in self.spec.columns:
             name, kind, element = column.name, column.kind, column.element
             if element is None:
@@ -191,6 +204,8 @@ class PageShaper:
                 values = [e.get(key) if isinstance(e, dict) else None for e in elements[element.list_field]]
             if kind.is_list:  # through Arrow, which converts nested Python lists in C
                 data[name] = pl.Series(name, pa.array(values, type=kind.arrow))
+            elif kind.is_map and not column.absent:
+                data[name] = [kind.coerce(v) for v in values]
             else:
                 data[name] = values
             schema[name] = kind.wire
@@ -222,11 +237,14 @@ class PageShaper:
         )
         entities = _without_null_elements(entities, self.string_lists)
         owners = entities["id"]
-        links = {
-            relation_key(rel): self._links_columnar(rel, lists[relation_key(rel)], owners)
-            for rel in self.relations
-        }
-        return ShapedPage(entities=entities, links=links, max_updated_at=updated.max())
+        page = ShapedPage(entities=entities, links={}, max_updated_at=updated.max())
+        for rel in self.relations:
+            lists_of_rel = lists[relation_key(rel)]
+            page.links[relation_key(rel)] = self._links_columnar(rel, lists_of_rel, owners)
+            if rel.embedded is not None:
+                shaped = self.embedded[rel.field].shape(lists_of_rel.flatten(), synced_at)
+                _add_embedded(page, rel.embedded.name, shaped)
+        return page
 
     def _check_loose_values(self, rows: list[dict]) -> None:
         """Raise on what Arrow would take silently but wrongly: a bare string for a list ("abc"
@@ -244,29 +262,35 @@ class PageShaper:
 
     def _links_columnar(self, rel: Relation, lists: pa.Array, owners: pl.Series) -> pl.DataFrame:
         """One relation's link rows from its lists (one per owner), flattened by Arrow; first
-        occurrence of a target per owner kept (as ``_extract_links``)."""
+        occurrence of a target per owner kept (as ``_extract_links``) unless every element counts."""
         flat = lists.flatten()
         target: Any = flat
         for step in rel.target_path:
             target = pc.struct_field(target, step)
+        parents = pl.from_arrow(pc.list_parent_indices(lists))
         frame = {
-            rel.owner_column: owners.gather(pl.from_arrow(pc.list_parent_indices(lists))).alias(
-                rel.owner_column
-            ),
-            rel.target_column: pl.Series(rel.target_column, target).cast(pl.Int64, strict=True),
+            rel.owner_column: owners.gather(parents).alias(rel.owner_column),
+            rel.target_column: _target_series(rel, pl.Series(rel.target_column, target)),
         }
         if frame[rel.target_column].null_count():
             raise ValueError(f"relation {rel.field}: element without id")
         for extra in rel.extra:
-            frame[extra.column] = pl.Series(extra.column, pc.struct_field(flat, extra.key)).cast(
-                extra.kind.wire, strict=True
-            )
+            if extra.absent:
+                frame[extra.column] = pl.Series(extra.column, [None] * len(flat), dtype=extra.kind.wire)
+            else:
+                frame[extra.column] = pl.Series(extra.column, pc.struct_field(flat, extra.key)).cast(
+                    extra.kind.wire, strict=True
+                )
+        if rel.primary_column:
+            offsets = pl.Series(pl.from_arrow(lists.offsets)).cast(pl.Int64)
+            starts = (offsets.head(len(lists)) - offsets[0]).gather(parents)
+            frame[rel.primary_column] = pl.int_range(len(flat), eager=True) == starts
         links = pl.DataFrame(frame)
-        if _repeats_a_pair(links[rel.owner_column], links[rel.target_column]):
+        if rel.distinct and _repeats_a_pair(links[rel.owner_column], links[rel.target_column]):
             links = links.unique(
                 subset=[rel.owner_column, rel.target_column], keep="first", maintain_order=True
             )
-        return links.select([c.name for c in LINK_TABLES[rel.table].columns])
+        return _parsed_links(rel, links)
 
     def _extract(self, rows: list[dict]) -> _Extracted:
         return _Extracted(
@@ -297,20 +321,13 @@ class PageShaper:
         data["updated_at_text"] = updated
         data["synced_at"] = pl.Series("synced_at", [synced_at] * len(ex.ids), dtype=UTC_TS)
         entities = pl.DataFrame(data).select(self.table_columns)
-        links = {}
-        for rel in self.relations:
-            owners, targets, extras = ex.links[relation_key(rel)]
-            frame = {
-                rel.owner_column: _ids(rel.owner_column, owners),
-                rel.target_column: _ids(rel.target_column, targets),
-            }
-            for i, extra in enumerate(rel.extra):
-                frame[extra.column] = pl.Series(extra.column, extras[i], dtype=extra.kind.wire, strict=True)
-            links[relation_key(rel)] = pl.DataFrame(frame).select(
-                [c.name for c in LINK_TABLES[rel.table].columns]
-            )
+        links = {relation_key(rel): ex.links[relation_key(rel)].frame(rel) for rel in self.relations}
         max_updated = max(ex.updated) if ex.updated else None
-        return ShapedPage(entities=entities, links=links, max_updated_at=max_updated)
+        page = ShapedPage(entities=entities, links=links, max_updated_at=max_updated)
+        for rel in self.spec.embedded_relations:
+            elements = ex.links[relation_key(rel)].elements
+            _add_embedded(page, rel.embedded.name, self.embedded[rel.field].shape(elements, synced_at))
+        return page
 
     def _shape_row_by_row(self, rows: list[dict], synced_at: Any) -> ShapedPage:
         """Slow path for a page with a bad value: normalise what can be, fail the rest, keep going."""
@@ -351,12 +368,15 @@ class PageShaper:
                 setattr(ex, key, [coerce_timestamp(v) for v in getattr(ex, key)])
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"field {key}_at: {exc}") from None
-        for key, (owners, targets, extras) in ex.links.items():
-            ex.links[key] = (
-                [str(coerce_int(v)) for v in owners],
-                [str(coerce_int(v)) for v in targets],
-                extras,
-            )
+        for rel in self.relations:
+            lists = ex.links[relation_key(rel)]
+            lists.owners = [str(coerce_int(v)) for v in lists.owners]
+            if rel.target_kind is None:
+                lists.targets = [str(coerce_int(v)) for v in lists.targets]
+            else:
+                lists.targets = [rel.target_kind.coerce(v) for v in lists.targets]
+            for i, extra in enumerate(rel.extra):
+                lists.extras[i] = [extra.kind.coerce(v) for v in lists.extras[i]]
 
 
 def _values(rows: list[dict], key: str) -> list[Any]:
@@ -382,10 +402,42 @@ def _dedupe(rows: list[dict]) -> list[dict]:
     return list(by_id.values())
 
 
-def _extract_links(rel: Relation, rows: list[dict]) -> tuple[list[Any], list[Any], list[list[Any]]]:
-    owners: list[Any] = []
-    targets: list[Any] = []
-    extras: list[list[Any]] = [[] for _ in rel.extra]
+@dataclass
+class _LinkLists:
+    """One relation's link rows of some owners, as plain lists (the JSON paths)."""
+
+    owners: list[Any]
+    targets: list[Any]
+    extras: list[list[Any]]
+    primaries: list[bool]
+    elements: list[dict]  # the whole elements, for an embedded type
+
+    def extend(self, other: "_LinkLists") -> None:
+        self.owners += other.owners
+        self.targets += other.targets
+        for mine, theirs in zip(self.extras, other.extras, strict=True):
+            mine += theirs
+        self.primaries += other.primaries
+        self.elements += other.elements
+
+    def frame(self, rel: Relation) -> pl.DataFrame:
+        data = {
+            rel.owner_column: _ids(rel.owner_column, self.owners),
+            rel.target_column: (
+                _ids(rel.target_column, self.targets)
+                if rel.target_kind is None
+                else pl.Series(rel.target_column, self.targets, dtype=rel.target_kind.wire, strict=True)
+            ),
+        }
+        for i, extra in enumerate(rel.extra):
+            data[extra.column] = pl.Series(extra.column, self.extras[i], dtype=extra.kind.wire, strict=True)
+        if rel.primary_column:
+            data[rel.primary_column] = pl.Series(rel.primary_column, self.primaries, dtype=pl.Boolean)
+        return _parsed_links(rel, pl.DataFrame(data))
+
+
+def _extract_links(rel: Relation, rows: list[dict]) -> _LinkLists:
+    out = _LinkLists([], [], [[] for _ in rel.extra], [], [])
     path = rel.target_path
     for row in rows:
         elements = row.get(rel.field) or ()
@@ -393,18 +445,60 @@ def _extract_links(rel: Relation, rows: list[dict]) -> tuple[list[Any], list[Any
             raise ValueError(f"relation {rel.field}: not a list")
         owner = row["id"]
         seen: set[Any] = set()
-        for element in elements:
+        for position, element in enumerate(elements):
             target = _dig(element, path)
             if target is None:
                 raise ValueError(f"relation {rel.field}: element without id")
-            if target in seen:
-                continue
-            seen.add(target)
-            owners.append(owner)
-            targets.append(target)
+            if rel.distinct:
+                if target in seen:
+                    continue
+                seen.add(target)
+            out.owners.append(owner)
+            out.targets.append(target)
             for i, extra in enumerate(rel.extra):
-                extras[i].append(element.get(extra.key))
-    return owners, targets, extras
+                out.extras[i].append(None if extra.absent else element.get(extra.key))
+            out.primaries.append(position == 0)
+            if rel.embedded is not None:
+                out.elements.append(element)
+    return out
+
+
+def _target_series(rel: Relation, values: pl.Series) -> pl.Series:
+    """Link targets as the mirror stores them: ids as BIGINT, other values in their kind."""
+    if rel.target_kind is None:
+        return values.cast(pl.Int64, strict=True)
+    return values.cast(rel.target_kind.wire, strict=True)
+
+
+def _parse_first(kind: Kind, name: str) -> pl.Expr:
+    return kind.parse(name)[0].alias(name)
+
+
+def _parsed_links(rel: Relation, links: pl.DataFrame) -> pl.DataFrame:
+    """The link frame in the table's column order, values parsed by their kinds (a time's text to
+    an instant, an empty string to NULL)."""
+    exprs = []
+    for column in LINK_TABLES[rel.table].columns:
+        name = column.name
+        if name == rel.target_column and rel.target_kind is not None:
+            exprs.append(_parse_first(rel.target_kind, name))
+        elif (extra := next((e for e in rel.extra if e.column == name), None)) is not None:
+            exprs.append(_parse_first(extra.kind, name))
+        else:
+            exprs.append(pl.col(name))
+    return links.select(exprs)
+
+
+def _add_embedded(page: ShapedPage, name: str, shaped: ShapedPage) -> None:
+    """Embedded rows of one more relation (two relations may embed the same type)."""
+    if name in page.embedded:
+        mine = page.embedded[name]
+        mine.entities = pl.concat([mine.entities, shaped.entities]).unique(
+            "id", keep="last", maintain_order=True
+        )
+        mine.failures += shaped.failures
+    else:
+        page.embedded[name] = shaped
 
 
 def _ids(name: str, values: list[Any]) -> pl.Series:

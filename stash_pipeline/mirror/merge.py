@@ -28,6 +28,7 @@ class PageOutcome:
     unchanged: int = 0
     failed: list[tuple[int | None, str]] = field(default_factory=list)
     changed_relations: dict[str, set[int]] = field(default_factory=dict)  # relation field → owner ids
+    embedded: dict[str, int] = field(default_factory=dict)  # embedded type → rows created or updated
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class EntityMerger:
         for i, rel in enumerate(spec.relations):
             by_table[rel.table].append((i, rel))
         self.link_tables = dict(by_table)
+        # Embedded types read inside this one's pages (a scene's files), merged after it.
+        self.embedded = {rel.embedded.name: EntityMerger(rel.embedded) for rel in spec.embedded_relations}
 
     def merge(
         self,
@@ -125,6 +128,9 @@ class EntityMerger:
                     self._merge_changes(con, bounds, log, outcome, force_write, len(ids))
             failed = [(i if i is not None else -1, "failed", None, why, None) for i, why in page.failures]
             write_log(con, self.spec.name, log, failed)
+            for name, rows in page.embedded.items():
+                inner = self.embedded[name].merge(con, rows, log)
+                outcome.embedded[name] = len(inner.created) + len(inner.updated)
         finally:
             unregister(con, "page_entities", *(f"page_link_{i}" for i in range(len(self.spec.relations))))
         return outcome
@@ -212,9 +218,10 @@ def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
 
 
 def _link_agg(rel: Relation) -> str:
-    """A sorted list that is equal for equal link sets (extras included)."""
-    if rel.extra:
-        fields = ", ".join([f"'t': {rel.target_column}"] + [f"'{e.column}': {e.column}" for e in rel.extra])
+    """A sorted list that is equal for equal link sets (extras and the primary flag included)."""
+    more = [e.column for e in rel.extra] + ([rel.primary_column] if rel.primary_column else [])
+    if more:
+        fields = ", ".join([f"'t': {rel.target_column}"] + [f"'{c}': {c}" for c in more])
         return f"list_sort(list({{{fields}}}))"
     return f"list_sort(list({rel.target_column}))"
 
@@ -337,3 +344,33 @@ def delete_entities(
     finally:
         unregister(con, "doomed_ids")
     return len(existing)
+
+
+def embedding_links(embedded: EntitySpec) -> list[Relation]:
+    """Every owner relation whose elements are rows of ``embedded`` (scene_files, image_files, ...)."""
+    return [
+        rel
+        for spec in ENTITY_SPECS
+        for rel in spec.relations
+        if rel.embedded is not None and rel.embedded.name == embedded.name
+    ]
+
+
+def prune_embedded(con: duckdb.DuckDBPyConnection, spec: EntitySpec, log: LogContext) -> int:
+    """Delete the embedded rows (files) no owner links any more: a file removed from its scene, or
+    whose scene was deleted.  Stash deletes such files too (a clean), or they belong to nobody the
+    mirror holds.  Returns the number of rows deleted (each logged)."""
+    deleted = 0
+    for rel in spec.embedded_relations:
+        embedded = rel.embedded
+        linked = " UNION ALL ".join(
+            f"SELECT {r.target_column} FROM {r.table}" for r in embedding_links(embedded)
+        )
+        orphans = [
+            r[0]
+            for r in con.execute(
+                f"SELECT id FROM {embedded.name} WHERE id NOT IN ({linked}) ORDER BY id"
+            ).fetchall()
+        ]
+        deleted += delete_entities(con, embedded, orphans, log)
+    return deleted

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from stash_pipeline.model import ENTITY_SPECS, EntitySpec, Relation
+from stash_pipeline.model import EMBEDDED_SPECS, ENTITY_SPECS, EntitySpec, Relation
+
+MIRRORED_SPECS: tuple[EntitySpec, ...] = (*ENTITY_SPECS, *EMBEDDED_SPECS)
+"""Every type with a table of its own: the synced types and those read inside them (files)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,11 @@ def link_tables() -> dict[str, LinkTable]:
         for rel in spec.relations:
             if rel.reverse:
                 continue
-            cols = [TableColumn(rel.owner_column, "BIGINT"), TableColumn(rel.target_column, "BIGINT")]
+            target_sql = "BIGINT" if rel.target_kind is None else rel.target_kind.sql
+            cols = [TableColumn(rel.owner_column, "BIGINT"), TableColumn(rel.target_column, target_sql)]
             cols += [TableColumn(extra.column, extra.kind.sql) for extra in rel.extra]
+            if rel.primary_column:
+                cols.append(TableColumn(rel.primary_column, "BOOLEAN"))
             tables[rel.table] = LinkTable(rel.table, tuple(cols))
     return tables
 
@@ -157,7 +163,12 @@ def owning_specs(table: str) -> list[EntitySpec]:
     return [
         spec
         for spec in ENTITY_SPECS
-        if spec.name == table or any(rel.table == table and not rel.reverse for rel in spec.relations)
+        if spec.name == table
+        or any(
+            (rel.table == table and not rel.reverse)
+            or (rel.embedded is not None and rel.embedded.name == table)
+            for rel in spec.relations
+        )
     ]
 
 

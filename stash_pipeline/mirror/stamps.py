@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from stash_pipeline.mirror.merge import unregister
-from stash_pipeline.model import EntitySpec
+from stash_pipeline.model import EntitySpec, Relation
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,52 @@ def compare_stamps(
         changed=tuple(r[0] for r in rows),
         below=tuple(r[0] for r in rows if r[1] is None or r[1] < window),
     )
+
+
+def mirror_linked_digest(con: duckdb.DuckDBPyConnection, rel: Relation, bound: str) -> tuple[int, str]:
+    """(rows, ``stamp_digest``) of the embedded rows (files) the owner links through ``rel`` whose
+    stamp is at or above ``bound``: what the sensor compares with the server's file stamps."""
+    embedded = rel.embedded
+    assert embedded is not None
+    rows, digest = con.execute(
+        "SELECT count(*), md5(coalesce(string_agg(CAST(id AS VARCHAR) || chr(9) || "
+        f"coalesce(updated_at_text, ''), chr(10) ORDER BY id), '')) FROM {embedded.name} "
+        f"WHERE updated_at_text >= ? AND id IN (SELECT {rel.target_column} FROM {rel.table})",
+        [bound],
+    ).fetchone()
+    return int(rows), str(digest)
+
+
+def owned_files_filter(owner: EntitySpec, updated: dict) -> dict:
+    """Files updated per ``updated`` that belong to rows of ``owner`` (``scene_count > 0``)."""
+    return {"updated_at": updated, f"{owner.singular}_count": {"modifier": "GREATER_THAN", "value": 0}}
+
+
+def changed_linked(con: duckdb.DuckDBPyConnection, rel: Relation, stamps: pa.Table) -> list[int]:
+    """Ids among ``stamps`` (an embedded type's, e.g. files) that rows of the owner link through
+    ``rel`` and whose stamp the mirror does not have.  Files no row links yet are left to the
+    owner's own read (attaching a file bumps the owner)."""
+    embedded = rel.embedded
+    assert embedded is not None
+    con.register("server_stamps", stamps)
+    try:
+        rows = con.execute(
+            f"SELECT DISTINCT s.id FROM server_stamps s JOIN {rel.table} l ON l.{rel.target_column} = s.id "
+            f"LEFT JOIN {embedded.name} m ON m.id = s.id "
+            "WHERE s.updated_at IS NULL OR m.updated_at_text IS DISTINCT FROM s.updated_at ORDER BY s.id"
+        ).fetchall()
+    finally:
+        unregister(con, "server_stamps")
+    return [r[0] for r in rows]
+
+
+def owners_of(con: duckdb.DuckDBPyConnection, rel: Relation, ids: list[int]) -> list[int]:
+    """The owners linking any of ``ids`` through ``rel`` (the scenes of some files)."""
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    rows = con.execute(
+        f"SELECT DISTINCT {rel.owner_column} FROM {rel.table} WHERE {rel.target_column} IN ({marks}) ORDER BY 1",
+        ids,
+    ).fetchall()
+    return [r[0] for r in rows]

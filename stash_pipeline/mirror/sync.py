@@ -44,10 +44,17 @@ from stash_pipeline.mirror.merge import (
     PageOutcome,
     delete_entities,
     find_referrers,
+    prune_embedded,
     unregister,
 )
 from stash_pipeline.mirror.schema import ensure_schema
-from stash_pipeline.mirror.stamps import StampCheck, compare_stamps
+from stash_pipeline.mirror.stamps import (
+    StampCheck,
+    changed_linked,
+    compare_stamps,
+    owned_files_filter,
+    owners_of,
+)
 from stash_pipeline.mirror.state import finish_run_row, read_state, start_run_row, update_state
 from stash_pipeline.mirror.windows import (
     TextWindow,
@@ -144,6 +151,11 @@ class SyncReport:
     activity_totals: dict[str, float] | None = None
     activity_changed: int | None = None
     links_changed: int | None = None  # rows whose unbumped links changed
+    # Files changed without a bump of their owner (renames, rescans), found and written by the
+    # file check; None where the server cannot list them (before v0.29.3).
+    files_changed: int | None = None
+    lists_files: bool = False  # the server has findFiles: the sensor can compare file stamps
+    embedded_written: dict[str, int] = field(default_factory=dict)  # files created/updated
 
     @property
     def schema_note(self) -> str | None:
@@ -154,6 +166,8 @@ class SyncReport:
         return round(self.fetched / self.seconds, 1) if self.seconds > 0 else 0.0
 
     def add(self, outcome: PageOutcome) -> None:
+        for name, rows in outcome.embedded.items():
+            self.embedded_written[name] = self.embedded_written.get(name, 0) + rows
         self.created += len(outcome.created)
         self.updated += len(outcome.updated)
         self.unchanged += outcome.unchanged
@@ -427,6 +441,7 @@ class EntitySync:
             log.info("%s", refill_message(self.spec.name, refill))
         report = SyncReport(self.spec.name, mode, request.run_id, cursor_before=state.cursor)
         report.stash_version = self.stash_version
+        report.lists_files = bool(self.spec.embedded_relations) and self.client.features().lists_files
         report.not_offered = self.unoffered
         if self.unoffered:
             log.info(
@@ -472,6 +487,9 @@ class EntitySync:
             report.seconds = time.perf_counter() - started
             self._finish(report, state, final=False)
             raise
+        if self.spec.embedded_relations and (report.created or report.updated or report.deleted):
+            with self._txn():  # files no row links any more (a file removed, its scene deleted)
+                prune_embedded(self.con, self.spec, logctx)
         report.seconds = time.perf_counter() - started
         self._finish(report, state, final=True)
         return report
@@ -521,6 +539,8 @@ class EntitySync:
             relinked = self._links_check()
             report.links_changed = len(relinked) if self.spec.unbumped_relations else None
             activity = tuple(sorted(set(activity) | set(relinked)))
+            report.files_changed, refiled = self._files_check(check.bound)
+            activity = tuple(sorted(set(activity) | set(refiled)))
             if not check.changed and not activity and report.stash_count == self._local_count():
                 report.skipped = True
                 report.local_count = report.stash_count
@@ -669,6 +689,30 @@ class EntitySync:
             return ()
         server = server_links(self.spec, self.client.links(self.spec))
         return changed_owners(server, mirror_links(self.con, self.spec))
+
+    def _files_check(self, bound: str) -> tuple[int | None, tuple[int, ...]]:
+        """Files of this type's rows changed without a bump of the row (a rename, a rescan: only
+        the file's own updated_at moves): their stamps since ``bound``, compared with the mirror's.
+        Returns how many differ and the rows holding them, which the run re-reads by id (the row's
+        own columns from its primary file, ``scenes.path``, move with it).  None where the server
+        cannot list files (before v0.29.3): there its full syncs carry such changes."""
+        if not self.spec.embedded_relations or not self.client.features().lists_files:
+            return None, ()
+        changed: set[int] = set()
+        owners: set[int] = set()
+        for rel in self.spec.embedded_relations:
+            stamps = self.client.stamps(rel.embedded, owned_files_filter(self.spec, since_criterion(bound)))
+            ids = changed_linked(self.con, rel, stamps)
+            changed.update(ids)
+            owners.update(owners_of(self.con, rel, ids))
+        if changed:
+            log.info(
+                "%s: %d files renamed or rescanned (no bump of their owner); reading their %d rows",
+                self.spec.name,
+                len(changed),
+                len(owners),
+            )
+        return len(changed), tuple(sorted(owners))
 
     def _pages_by_ids(self, ids: list[int]) -> Iterator[Page]:
         """The given rows in full, as one page (rows gone since are left to the delete check)."""

@@ -2,11 +2,14 @@
 (``records``) and the seven declarations (``entities``).  Everything else iterates it."""
 
 from stash_pipeline.model.entities import (
+    EMBEDDED_SPECS,
     ENTITY_SPECS,
+    FILES,
     GALLERIES,
     GROUPS,
     IMAGES,
     PERFORMERS,
+    SCENE_MARKERS,
     SCENES,
     SPECS_BY_NAME,
     STUDIOS,
@@ -17,12 +20,15 @@ from stash_pipeline.model.kinds import Kind
 from stash_pipeline.model.records import Column, Element, EntitySpec, LinkExtra, MembersFrom, Ref, Relation
 
 __all__ = [
+    "EMBEDDED_SPECS",
     "ENTITY_SPECS",
+    "FILES",
     "GALLERIES",
     "GROUPS",
     "IMAGES",
     "PERFORMERS",
     "SCENES",
+    "SCENE_MARKERS",
     "SPECS_BY_NAME",
     "STUDIOS",
     "TAGS",

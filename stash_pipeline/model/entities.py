@@ -6,7 +6,7 @@ the shaping, the mirror's column (added in place to existing mirrors, ``mirror.s
 checks follow from it.
 """
 
-from stash_pipeline.model.kinds import BOOL, DATE, FLOAT, INT, STR, STR_LIST, TIMESTAMP
+from stash_pipeline.model.kinds import BOOL, DATE, FLOAT, INT, MAP, STR, STR_LIST, TIMESTAMP
 from stash_pipeline.model.records import Column, Element, EntitySpec, LinkExtra, MembersFrom, Ref, Relation
 
 SPEC_SINGULAR = {
@@ -17,6 +17,7 @@ SPEC_SINGULAR = {
     "galleries": "gallery",
     "scenes": "scene",
     "images": "image",
+    "scene_markers": "scene_marker",
 }
 
 
@@ -35,9 +36,128 @@ def _links(owner: str, owner_col: str, *targets: str) -> tuple[Relation, ...]:
     )
 
 
+def _child(
+    owner: str,
+    field: str,
+    table: str,
+    target: tuple[str, Column] | None,
+    *extras: LinkExtra,
+    element_type: str | None = None,
+    target_kind=STR,
+    distinct: bool = False,
+    unbumped: bool = False,
+) -> Relation:
+    """A child table: rows that are the owner's own data, read from a list field and replaced
+    whenever the owner is read.  ``target`` is (key, column) of the element's leading value, or
+    None for a list of scalars (the element is the value: a play's time)."""
+    owner_column = f"{owner}_id"
+    if target is None:
+        return Relation(
+            table=table,
+            field=field,
+            owner_column=owner_column,
+            target_column=extras[0].column,
+            target_type=None,
+            selection=field,
+            target_path=(),
+            target_kind=extras[0].kind,
+            distinct=distinct,
+        )
+    key, column = target
+    keys = " ".join(dict.fromkeys([key, *(e.key for e in extras)]))
+    return Relation(
+        table=table,
+        field=field,
+        owner_column=owner_column,
+        target_column=column.name,
+        target_type=None,
+        selection=f"{field} {{ {keys} }}",
+        target_path=(key,),
+        extra=extras,
+        target_kind=target_kind,
+        distinct=distinct,
+        element_type=element_type,
+        unbumped=unbumped,
+    )
+
+
+def _stash_ids(owner: str) -> Relation:
+    """Identifiers at stash-box endpoints (StashDB, ...): ``<owner>_stash_ids``."""
+    return _child(
+        owner,
+        "stash_ids",
+        f"{owner}_stash_ids",
+        ("stash_id", Column("stash_id", STR)),
+        LinkExtra("endpoint", "endpoint", STR),
+        LinkExtra("updated_at", "updated_at", TIMESTAMP),
+        element_type="StashID",
+    )
+
+
 C = Column
 _SCENE_FILES = "files { path size duration }"
 _IMAGE_FILES = "visual_files { ... on ImageFile { path size } ... on VideoFile { path size } }"
+
+_BASE = ("VideoFile", "ImageFile", "GalleryFile")
+_VISUAL = ("VideoFile", "ImageFile")
+_VIDEO = ("VideoFile",)
+
+FILES = EntitySpec(
+    name="files",
+    singular="file",
+    query="findFiles",
+    filter_arg="file_filter",
+    filter_type="FileFilterType",
+    result_key="files",
+    keyset=False,
+    order=8,
+    element_types=_BASE,
+    columns=(
+        C("file_type", STR, source="file_type: __typename", on=()),  # VideoFile, ImageFile, GalleryFile
+        C("path", STR, on=_BASE),
+        C("basename", STR, on=_BASE),
+        C(
+            "parent_folder",
+            STR,
+            source="parent_folder { path }",
+            element=Element("parent_folder", None, "path"),
+            on=_BASE,
+        ),
+        C("zip_file", STR, source="zip_file { path }", element=Element("zip_file", None, "path"), on=_BASE),
+        C("size", INT, on=_BASE),
+        C("mod_time", TIMESTAMP, on=_BASE),
+        # Fingerprints as Stash gives them (phash as unsigned hex), one column per type.
+        C("oshash", STR, source='oshash: fingerprint(type: "oshash")', on=_BASE),
+        C("md5", STR, source='md5: fingerprint(type: "md5")', on=_BASE),
+        C("phash", STR, source='phash: fingerprint(type: "phash")', on=_BASE),
+        C("format", STR, on=_VISUAL),
+        C("width", INT, on=_VISUAL),
+        C("height", INT, on=_VISUAL),
+        C("duration", FLOAT, on=_VIDEO),
+        C("video_codec", STR, on=_VIDEO),
+        C("audio_codec", STR, on=_VIDEO),
+        C("frame_rate", FLOAT, on=_VIDEO),
+        C("bit_rate", INT, on=_VIDEO),
+    ),
+    description="Video, image and gallery (zip) files with their fingerprints and media properties; "
+    "read with their owners, and on their own where Stash offers findFiles (renames, rescans).",
+)
+
+
+def _files(owner: str, field: str, element_types: tuple[str, ...]) -> Relation:
+    """An owner's files (``<owner>_files``, primary first): the file rows go to ``files``."""
+    return Relation(
+        table=f"{owner}_files",
+        field=field,
+        owner_column=f"{owner}_id",
+        target_column="file_id",
+        target_type="files",
+        selection=f"{field} {{ {FILES.embedded_selection(element_types)} }}",
+        primary_column="is_primary",
+        embedded=FILES,
+        element_types=element_types,
+    )
+
 
 STUDIOS = EntitySpec(
     name="studios",
@@ -60,7 +180,7 @@ STUDIOS = EntitySpec(
         C("image_path", STR),
     ),
     refs=(Ref("parent_id", "parent_studio", "studios"),),
-    relations=_links("studio", "studio_id", "tags"),
+    relations=(*_links("studio", "studio_id", "tags"), _stash_ids("studio")),
     description="Studios, with their parent studio and tags.",
 )
 
@@ -101,6 +221,7 @@ TAGS = EntitySpec(
             selection="children { id }",
             reverse=True,
         ),
+        _stash_ids("tag"),  # from v0.30
     ),
     description="Tags and their parent DAG.",
 )
@@ -141,8 +262,9 @@ PERFORMERS = EntitySpec(
         C("rating100", INT),
         C("details", STR),
         C("image_path", STR),
+        C("custom_fields", MAP),  # from v0.28
     ),
-    relations=_links("performer", "performer_id", "tags"),
+    relations=(*_links("performer", "performer_id", "tags"), _stash_ids("performer")),
     description="Performers and their tags.",
 )
 
@@ -213,6 +335,8 @@ GALLERIES = EntitySpec(
         C("urls", STR_LIST),
         C("rating100", INT),
         C("organized", BOOL),
+        # A folder gallery's folder (a zip gallery's zip is in gallery_files).
+        C("folder_path", STR, source="folder { path }", element=Element("folder", None, "path")),
     ),
     refs=(Ref("studio_id", "studio", "studios"),),
     relations=(
@@ -221,6 +345,23 @@ GALLERIES = EntitySpec(
             "gallery_id",
             "performers",
             "tags",
+        ),
+        _files("gallery", "files", ("GalleryFile",)),
+        Relation(
+            table="gallery_chapters",
+            field="chapters",
+            owner_column="gallery_id",
+            target_column="chapter_id",
+            target_type=None,
+            selection="chapters { id title image_index created_at updated_at }",
+            extra=(
+                LinkExtra("title", "title", STR),
+                LinkExtra("image_index", "image_index", INT),
+                LinkExtra("created_at", "created_at", TIMESTAMP),
+                LinkExtra("updated_at", "updated_at", TIMESTAMP),
+            ),
+            element_type="GalleryChapter",
+            unbumped=True,  # galleryChapterCreate/Update/Destroy write the chapter row only
         ),
         Relation(
             table="scene_galleries",
@@ -254,6 +395,8 @@ SCENES = EntitySpec(
         C("urls", STR_LIST),
         C("rating100", INT),
         C("organized", BOOL),
+        C("interactive", BOOL),  # a funscript beside the video
+        C("interactive_speed", INT),
         C("o_counter", INT, unbumped=True),
         C("play_count", INT, unbumped=True),
         C("play_duration", FLOAT, unbumped=True),
@@ -283,6 +426,19 @@ SCENES = EntitySpec(
             target_path=("group", "id"),
             extra=(LinkExtra("scene_index", "scene_index", INT),),
         ),
+        _files("scene", "files", ("VideoFile",)),
+        _stash_ids("scene"),
+        _child(
+            "scene",
+            "captions",
+            "scene_captions",
+            ("language_code", Column("language_code", STR)),
+            LinkExtra("caption_type", "caption_type", STR),
+            element_type="VideoCaption",
+        ),
+        # One row per event (Stash keeps them in UTC), so "plays per month" is a GROUP BY.
+        _child("scene", "play_history", "scene_play_history", None, LinkExtra("played_at", "", TIMESTAMP)),
+        _child("scene", "o_history", "scene_o_history", None, LinkExtra("o_at", "", TIMESTAMP)),
     ),
     activity_totals=("total_o_count", "total_play_count", "total_play_duration"),
     description="Scenes with their studio, performers, tags, galleries, groups and primary file.",
@@ -311,19 +467,58 @@ IMAGES = EntitySpec(
         C("filesize", INT, source=_IMAGE_FILES, element=Element("visual_files", 0, "size")),
     ),
     refs=(Ref("studio_id", "studio", "studios"),),
-    relations=_links(
-        "image",
-        "image_id",
-        "performers",
-        "tags",
-        "galleries",
+    relations=(
+        *_links(
+            "image",
+            "image_id",
+            "performers",
+            "tags",
+            "galleries",
+        ),
+        _files("image", "visual_files", _VISUAL),
     ),
     activity_totals=("total_o_count",),
     description="Images with their studio, performers, tags and galleries.",
 )
 
-ENTITY_SPECS: tuple[EntitySpec, ...] = (STUDIOS, TAGS, PERFORMERS, GROUPS, GALLERIES, SCENES, IMAGES)
+SCENE_MARKERS = EntitySpec(
+    name="scene_markers",
+    singular="scene_marker",
+    query="findSceneMarkers",
+    filter_arg="scene_marker_filter",
+    filter_type="SceneMarkerFilterType",
+    result_key="scene_markers",
+    keyset=False,
+    order=7,
+    in_stats=False,
+    columns=(
+        C("title", STR),
+        C("seconds", FLOAT),
+        C("end_seconds", FLOAT),  # from v0.28
+    ),
+    refs=(Ref("scene_id", "scene", "scenes"), Ref("primary_tag_id", "primary_tag", "tags")),
+    relations=_links("scene_marker", "scene_marker_id", "tags"),
+    description="Scene markers: a scene's moments with their title, start and end, primary tag and tags.",
+)
+
+ENTITY_SPECS: tuple[EntitySpec, ...] = (
+    STUDIOS,
+    TAGS,
+    PERFORMERS,
+    GROUPS,
+    GALLERIES,
+    SCENES,
+    IMAGES,
+    SCENE_MARKERS,
+)
+EMBEDDED_SPECS: tuple[EntitySpec, ...] = (FILES,)
+"""Types read inside their owners' pages, with a table of their own but no asset of their own."""
 SPECS_BY_NAME: dict[str, EntitySpec] = {s.name: s for s in ENTITY_SPECS}
+
+
+def any_spec(name: str) -> EntitySpec:
+    """A synced or an embedded type by plural name (the sensor probes files too)."""
+    return next(s for s in (*ENTITY_SPECS, *EMBEDDED_SPECS) if s.name == name)
 
 
 def spec_for(name: str) -> EntitySpec:
@@ -335,4 +530,12 @@ def spec_for(name: str) -> EntitySpec:
     raise KeyError(f"unknown entity type {name!r}; expected one of: {known}")
 
 
-__all__ = ["ENTITY_SPECS", "SPECS_BY_NAME", "spec_for"]
+__all__ = [
+    "EMBEDDED_SPECS",
+    "ENTITY_SPECS",
+    "FILES",
+    "SCENE_MARKERS",
+    "SPECS_BY_NAME",
+    "any_spec",
+    "spec_for",
+]

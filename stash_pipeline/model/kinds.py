@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
 import polars as pl
 import pyarrow as pa
 
@@ -100,6 +101,15 @@ def coerce_timestamp(value: Any) -> str | None:
     return value
 
 
+def json_text(value: Any) -> str | None:
+    """A map (Stash's ``Map`` scalar) as canonical JSON text: keys sorted, as Go writes them."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    raise ValueError(f"not a map: {value!r:.60}")
+
+
 # --------------------------------------------------------------------------- parses
 def _as_is(name: str) -> list[pl.Expr]:
     return [pl.col(name)]
@@ -162,6 +172,9 @@ class Kind:
     companions: tuple[Companion, ...] = ()
     is_list: bool = False  # a list of strings: checked for bare strings and null elements
     integral: bool = False  # a fraction in it is refused, not truncated
+    # A free-form object (``Map``): Arrow's reader cannot type it, so pages carrying one are read
+    # as JSON objects and the value kept as canonical JSON text.
+    is_map: bool = False
 
     def __repr__(self) -> str:
         return f"Kind({self.name})"
@@ -197,7 +210,9 @@ STR_LIST = Kind(
     is_list=True,
 )
 
-KINDS: tuple[Kind, ...] = (STR, INT, FLOAT, BOOL, DATE, TIMESTAMP, STR_LIST)
+MAP = Kind("map", pa.string(), pl.String(), "JSON", json_text, _as_is, is_map=True)
+
+KINDS: tuple[Kind, ...] = (STR, INT, FLOAT, BOOL, DATE, TIMESTAMP, STR_LIST, MAP)
 
 __all__ = [
     "BOOL",
@@ -205,6 +220,7 @@ __all__ = [
     "FLOAT",
     "INT",
     "KINDS",
+    "MAP",
     "STR",
     "STR_LIST",
     "TIMESTAMP",
@@ -214,5 +230,6 @@ __all__ = [
     "Kind",
     "coerce_int",
     "coerce_timestamp",
+    "json_text",
     "precision_column",
 ]

@@ -9,10 +9,11 @@ from stash_pipeline.model.kinds import Kind
 
 @dataclass(frozen=True)
 class Element:
-    """A value read from one element of a list field: ``files[0].path``."""
+    """A value read from inside another field: one element of a list (``files[0].path``) or, with
+    ``index`` None, a single nested object (``parent_folder.path``)."""
 
     list_field: str
-    index: int
+    index: int | None
     key: str
 
 
@@ -32,10 +33,23 @@ class Column:
     fallback: str | None = None
     # Set by ``stash.features`` when the server offers neither: not selected, stored as NULL.
     absent: bool = False
+    # The GraphQL types that have this field, where a type's rows come in several (a file is a
+    # VideoFile, ImageFile or GalleryFile): selected only inside their fragments.  None: the
+    # type itself; (): always there (``__typename``).
+    on: tuple[str, ...] | None = None
 
     @property
     def selection(self) -> str | None:
         return None if self.absent else (self.source or self.name)
+
+    @property
+    def field(self) -> str:
+        """The GraphQL field it is read from (what a server must offer): ``files`` for
+        ``files[0].path``, ``fingerprint`` for ``oshash: fingerprint(type: "oshash")``."""
+        if self.element is not None:
+            return self.element.list_field
+        head = (self.source or self.name).split("(")[0].split("{")[0]
+        return head.split(":")[-1].strip()
 
     def mirror_columns(self) -> list[tuple[str, str]]:
         """(column, DuckDB type) this column writes: the value and the kind's companions."""
@@ -58,6 +72,7 @@ class LinkExtra:
     column: str
     key: str
     kind: Kind
+    absent: bool = False  # the server lacks it (StashID.updated_at before v0.28): stored NULL
 
 
 @dataclass(frozen=True)
@@ -72,10 +87,23 @@ class Relation:
     field: str  # GraphQL field on the owner, e.g. tags
     owner_column: str  # e.g. scene_id
     target_column: str  # e.g. tag_id
-    target_type: str  # entity type name of the target (plural), e.g. tags
+    # Entity type name of the target (plural), e.g. tags; None for rows that are the owner's own
+    # data with no entity behind them (stash ids, play history, captions): a child table.
+    target_type: str | None
     selection: str  # e.g. "tags { id }"
-    target_path: tuple[str, ...] = ("id",)
+    target_path: tuple[str, ...] = ("id",)  # (): the element itself is the value (a list of times)
     extra: tuple[LinkExtra, ...] = ()
+    target_kind: Kind | None = None  # None: an id (BIGINT); else the value's kind (a stash id: STR)
+    # False: every element is a row, repeats included (two plays in the same second are two plays).
+    distinct: bool = True
+    # A BOOLEAN link column true for the list's first element (Stash lists the primary file first).
+    primary_column: str | None = None
+    # The elements are whole entities of this (embedded) type, merged into its own table whenever
+    # an owner is read: a scene's files.  ``element_types`` are their concrete GraphQL types (more
+    # than one: a union, selected with inline fragments).
+    embedded: "EntitySpec | None" = None
+    element_types: tuple[str, ...] = ()
+    element_type: str | None = None  # the GraphQL type of a child table's elements (StashID)
     # The join table belongs to the other side in Stash; this side refreshes it too, because Stash
     # bumps only this side when the link changes here (galleryUpdate(scene_ids), tag child_ids, ...).
     reverse: bool = False
@@ -114,6 +142,14 @@ class EntitySpec:
     # Stash's ``stats`` totals that move whenever this type's unbumped columns do (plays and O
     # counts bump nothing): the sensor compares them, and an incremental run checks the activity.
     activity_totals: tuple[str, ...] = ()
+    # Stash's ``stats`` counts it (``scene_count``); markers it does not.
+    in_stats: bool = True
+    # Its query takes ``ids`` (findSceneMarkers before v0.28 does not: rows are then picked from a
+    # read of all of them).  Set by ``stash.features``.
+    by_ids: bool = True
+    # The concrete GraphQL types of its rows where there are several (a file is a VideoFile,
+    # ImageFile or GalleryFile): its selection puts each type's fields in an inline fragment.
+    element_types: tuple[str, ...] = ()
     description: str = ""
 
     @property
@@ -129,6 +165,8 @@ class EntitySpec:
     @property
     def selection(self) -> str:
         """The GraphQL selection for one entity of this type (what the mirror reads)."""
+        if self.element_types:
+            return self.embedded_selection(self.element_types)
         parts = ["id", "created_at", "updated_at"]
         parts += [c.selection for c in self.columns if c.selection]
         parts += [f"{ref.field} {{ id }}" for ref in self.refs]
@@ -137,12 +175,37 @@ class EntitySpec:
 
     @property
     def type_name(self) -> str:
-        """The GraphQL type: Studio, Tag, Performer, Group, Gallery, Scene, Image."""
-        return self.singular[:1].upper() + self.singular[1:]
+        """The GraphQL type: Studio, Tag, ..., Image, SceneMarker."""
+        return "".join(part[:1].upper() + part[1:] for part in self.singular.split("_"))
 
     @property
     def referenced_types(self) -> set[str]:
-        return {ref.target for ref in self.refs} | {r.target_type for r in self.relations}
+        """Synced types this one points at (not child tables, not the embedded types it carries)."""
+        targets = {r.target_type for r in self.relations if r.target_type and r.embedded is None}
+        return {ref.target for ref in self.refs} | targets
 
     def relation(self, field: str) -> Relation:
         return next(r for r in self.relations if r.field == field)
+
+    @property
+    def embedded_relations(self) -> tuple[Relation, ...]:
+        """Relations whose elements are entities of an embedded type (a scene's files)."""
+        return tuple(r for r in self.relations if r.embedded is not None)
+
+    def embedded_selection(self, element_types: tuple[str, ...]) -> str:
+        """This (embedded) type's fields as they are selected in a list of ``element_types``: flat
+        for one concrete type, inside one inline fragment per type for a union or interface."""
+        always = [c.selection for c in self.columns if c.on == () and c.selection]
+
+        def fields(graphql_type: str) -> list[str]:
+            return [c.selection for c in self.columns if c.on and graphql_type in c.on and c.selection]
+
+        # Not ``id created_at``: that pair marks where an owner begins in a raw page
+        # (``arrow_pages.last_entity_id``).
+        base = ["id", "updated_at", "created_at"]
+        if len(element_types) == 1:
+            return " ".join(dict.fromkeys([*base, *always, *fields(element_types[0])]))
+        fragments = [
+            f"... on {t} {{ {' '.join(dict.fromkeys([*base, *fields(t)]))} }}" for t in element_types
+        ]
+        return " ".join([*always, *fragments])

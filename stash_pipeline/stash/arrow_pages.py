@@ -25,13 +25,23 @@ from stash_pipeline.stash.queries import Selection
 
 
 def _element_type(rel: Relation) -> pa.DataType:
-    """Arrow type of one element of a relation's list: the target id at ``target_path`` (a string,
-    as Stash sends ids) and the extra keys."""
-    inner: pa.DataType = pa.string()
+    """Arrow type of one element of a relation's list: a whole entity for an embedded type (a
+    file), the value itself for a list of scalars (a play's time), else a struct of the target at
+    ``target_path`` (a string id, as Stash sends ids, or the target's kind) and the extra keys."""
+    if rel.embedded is not None:
+        return entity_type(rel.embedded)
+    leaf: pa.DataType = pa.string() if rel.target_kind is None else rel.target_kind.arrow
+    if not rel.target_path:
+        return leaf
+    inner = leaf
     for step in reversed(rel.target_path[1:]):
         inner = pa.struct([(step, inner)])
     fields = [(rel.target_path[0], inner)]
-    fields += [(extra.key, extra.kind.arrow) for extra in rel.extra if extra.key != rel.target_path[0]]
+    fields += [
+        (extra.key, extra.kind.arrow)
+        for extra in rel.extra
+        if extra.key != rel.target_path[0] and not extra.absent
+    ]
     return pa.struct(fields)
 
 
@@ -40,20 +50,30 @@ def entity_type(spec: EntitySpec) -> pa.StructType:
     """Arrow type of one entity as ``spec.selection`` asks for it."""
     fields: dict[str, pa.DataType] = {"id": pa.string(), "created_at": pa.string(), "updated_at": pa.string()}
     nested: dict[str, list[tuple[str, pa.DataType]]] = {}
+    single: set[str] = set()
     for column in spec.columns:
         if column.absent:  # not selected: the shaper fills NULL
             continue
         if column.element is None:
             fields[column.name] = column.kind.arrow
-        else:  # files[0].path
+        else:  # files[0].path, parent_folder.path
             nested.setdefault(column.element.list_field, []).append((column.element.key, column.kind.arrow))
+            if column.element.index is None:
+                single.add(column.element.list_field)
     for head, keys in nested.items():
-        fields[head] = pa.list_(pa.struct(keys))
+        fields[head] = pa.struct(keys) if head in single else pa.list_(pa.struct(keys))
     for ref in spec.refs:
         fields[ref.field] = pa.struct([("id", pa.string())])
     for rel in spec.relations:
         fields[rel.field] = pa.list_(_element_type(rel))
     return pa.struct(list(fields.items()))
+
+
+@cache
+def _takes_arrow(spec: EntitySpec) -> bool:
+    """Whether Arrow's reader can type this spec's pages (a free-form map it cannot)."""
+    specs = [spec, *(rel.embedded for rel in spec.relations if rel.embedded is not None)]
+    return not any(c.kind.is_map and not c.absent for s in specs for c in s.columns)
 
 
 _LIGHT_TYPES = {
@@ -81,6 +101,8 @@ def decode_page(
     """``(count or None, entities)`` of a page answer for ``spec`` (full entities, ids or stamps),
     or ``None`` when Arrow cannot take the answer exactly as typed (the caller then parses it as
     JSON objects)."""
+    if selection is Selection.FULL and not _takes_arrow(spec):
+        return None
     try:
         table = pa_json.read_json(
             # An Arrow buffer, not a Python file: Arrow reads a Python file on its own I/O thread,

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from stash_pipeline.model import EntitySpec, Relation, spec_for
+from stash_pipeline.model.entities import any_spec
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash import features, queries
 from stash_pipeline.stash.errors import (
@@ -200,7 +201,7 @@ class StashClient(PagedReads):
             result = self._result(data, probe.alias, queries.PROBES_OPERATION)
             count = self._int(result.get("count"), f"{probe.alias}.count")
             if probe.links:
-                items = self._items(result, spec_for(probe.type_name), document)
+                items = self._items(result, any_spec(probe.type_name), document)
                 if len(items) != count:
                     raise StashConsistencyError(
                         f"{probe.alias}: {len(items)} rows but Stash reports count {count}"
@@ -210,7 +211,7 @@ class StashClient(PagedReads):
             if not probe.stamps:
                 out[probe.alias] = count
                 continue
-            spec = spec_for(probe.type_name)
+            spec = any_spec(probe.type_name)
             items = self._items(result, spec, document)
             pairs = sorted(
                 (self._id(item, document), text if isinstance(text := item.get("updated_at"), str) else None)

@@ -12,17 +12,20 @@ left out is reported per type (run metadata, ``stash-pipeline status``).
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from stash_pipeline.model import EntitySpec
-from stash_pipeline.model.records import Column
+from stash_pipeline.model.records import Column, Relation
 
 FEATURES_OPERATION = "Features"
 FEATURES = (
     f"query {FEATURES_OPERATION} {{ version {{ version }} "
-    "__schema { types { name fields(includeDeprecated: true) { name } inputFields { name } } } }"
+    "__schema { types { name fields(includeDeprecated: true) { name args { name } } inputFields { name } } } }"
 )
-"""The server's version and the field names of its types, in one request."""
+"""The server's version, the field names of its types and their arguments, in one request."""
+
+
+NO_FIND_FILES = "findFiles (renamed or rescanned files are seen by full syncs only)"
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,18 @@ class Unoffered:
     entity_type: str
     column: str
     fallback: str | None = None
+    where: str | None = None  # the concrete types that lack it, where others have it (files)
+    text: str | None = None  # what is missing, when it is not a field (a query)
 
     def describe(self) -> str:
-        """``studios.urls, read from studios.url`` or ``tags.sort_name``."""
+        """``studios.urls, read from studios.url``, ``tags.sort_name`` or ``files.format (on
+        ImageFile)``."""
+        if self.text:
+            return self.text
         name = f"{self.entity_type}.{self.column}"
-        return f"{name}, read from {self.entity_type}.{self.fallback}" if self.fallback else name
+        if self.fallback:
+            return f"{name}, read from {self.entity_type}.{self.fallback}"
+        return f"{name} (on {self.where})" if self.where else name
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class Adapted:
 class ServerFeatures:
     version: str
     fields: Mapping[str, frozenset[str]]  # GraphQL type name → its field (or input field) names
+    arguments: Mapping[str, frozenset[str]] = field(default_factory=dict)  # "Type.field" → args
 
     @classmethod
     def from_answer(cls, data: Mapping) -> "ServerFeatures":
@@ -60,19 +71,59 @@ class ServerFeatures:
             for t in types
             if isinstance(t, dict) and t.get("name")
         }
+        arguments = {
+            f"{t['name']}.{f['name']}": frozenset(a["name"] for a in f.get("args") or [])
+            for t in types
+            if isinstance(t, dict) and t.get("name")
+            for f in t.get("fields") or []
+            if f.get("args")
+        }
         version = (data.get("version") or {}).get("version") or "unknown"
-        return cls(version=version, fields=fields)
+        return cls(version=version, fields=fields, arguments=arguments)
+
+    def takes(self, type_name: str, field_name: str, argument: str) -> bool:
+        return argument in self.arguments.get(f"{type_name}.{field_name}", frozenset())
 
     def offers(self, type_name: str, field: str) -> bool:
         return field in self.fields.get(type_name, frozenset())
 
     def adapt(self, spec: EntitySpec) -> Adapted:
         """``spec`` with what this server lacks left out (NULL) or read from its fallback."""
+        columns, unoffered = self._columns(spec)
+        relations: list[Relation] = []
+        for rel in spec.relations:
+            if not self.offers(spec.type_name, rel.field):  # Tag.stash_ids before v0.30
+                unoffered.append(Unoffered(spec.name, rel.field))
+                continue
+            adapted, lacking = self._relation(spec, rel)
+            relations.append(adapted)
+            unoffered += lacking
+        if spec.embedded_relations and not self.lists_files:
+            unoffered.append(Unoffered(spec.name, "", text=NO_FIND_FILES))
+        keyset = spec.keyset and self.offers(spec.filter_type, "id")
+        by_ids = spec.by_ids and self.takes("Query", spec.query, "ids")
+        adapted_spec = replace(
+            spec, columns=tuple(columns), relations=tuple(relations), keyset=keyset, by_ids=by_ids
+        )
+        if adapted_spec == spec:
+            return Adapted(spec, ())
+        return Adapted(adapted_spec, tuple(dict.fromkeys(unoffered)))
+
+    def _columns(self, spec: EntitySpec) -> tuple[list[Column], list[Unoffered]]:
         columns: list[Column] = []
         unoffered: list[Unoffered] = []
         for column in spec.columns:
             root = column.element.list_field if column.element else column.name
-            if self.offers(spec.type_name, root):
+            if column.on is not None:
+                root = column.field  # a field of some of the concrete types (files)
+                on = tuple(t for t in column.on if self.offers(t, root))
+                if on == column.on:
+                    columns.append(column)
+                    continue
+                lacking = ", ".join(t for t in column.on if t not in on)
+                columns.append(replace(column, on=on, absent=not on))
+                unoffered.append(Unoffered(spec.name, column.name, where=lacking if on else None))
+            elif self.offers(spec.type_name, root):
                 columns.append(column)
             elif column.fallback and self.offers(spec.type_name, column.fallback):
                 columns.append(replace(column, source=f"{column.name}: {column.fallback}"))
@@ -80,10 +131,31 @@ class ServerFeatures:
             else:
                 columns.append(replace(column, absent=True))
                 unoffered.append(Unoffered(spec.name, column.name))
-        keyset = spec.keyset and self.offers(spec.filter_type, "id")
-        if not unoffered and keyset == spec.keyset:
-            return Adapted(spec, ())
-        return Adapted(replace(spec, columns=tuple(columns), keyset=keyset), tuple(unoffered))
+        return columns, unoffered
+
+    def _relation(self, spec: EntitySpec, rel: Relation) -> tuple[Relation, list[Unoffered]]:
+        """A relation with the element fields the server lacks left out: an embedded type's
+        columns (files' folders before v0.29), a child table's extras (StashID.updated_at)."""
+        if rel.embedded is not None:
+            inner = self.adapt(rel.embedded)
+            if inner.spec == rel.embedded:
+                return rel, []
+            selection = f"{rel.field} {{ {inner.spec.embedded_selection(rel.element_types)} }}"
+            return replace(rel, embedded=inner.spec, selection=selection), list(inner.unoffered)
+        if rel.element_type is None:
+            return rel, []
+        lacking = [e for e in rel.extra if not self.offers(rel.element_type, e.key)]
+        if not lacking:
+            return rel, []
+        extras = tuple(replace(e, absent=True) if e in lacking else e for e in rel.extra)
+        keys = " ".join(dict.fromkeys([*rel.target_path[:1], *(e.key for e in extras if not e.absent)]))
+        unoffered = [Unoffered(rel.table, e.column) for e in lacking]
+        return replace(rel, extra=extras, selection=f"{rel.field} {{ {keys} }}"), unoffered
+
+    @property
+    def lists_files(self) -> bool:
+        """``findFiles`` (v0.29.3 on): files changed without a bump of their owner can be found."""
+        return self.offers("Query", "findFiles")
 
 
 # A run is one process (the CLI's, or the run worker Dagster starts for it), so a run asks once;

@@ -505,6 +505,19 @@ class PagedReads(Transport):
         ):
             yield self._ids_of(items, spec.name)
 
+    def _pick_by_ids(self, spec: EntitySpec, wanted: list[int]) -> tuple[list[JSON], list[int]]:
+        """For a query without ``ids`` (findSceneMarkers before v0.28): every row read, the wanted
+        kept.  Such types are small, and rows are asked for by id only after a check found some."""
+        if not wanted:
+            return [], []
+        chosen = set(wanted)
+        found: dict[int, JSON] = {}
+        for page in self.iter_pages(spec, None):
+            for item in page.items:
+                if (entity_id := self._id(item, spec.query)) in chosen:
+                    found[entity_id] = item
+        return [found[i] for i in wanted if i in found], sorted(chosen - set(found))
+
     def fetch_by_ids(self, spec: EntitySpec, ids: Iterable[int | str]) -> tuple[list[JSON], list[int]]:
         """Full entities for ``ids`` (deduplicated; Stash rejects duplicates), in chunks.
 
@@ -512,6 +525,8 @@ class PagedReads(Transport):
         and the rest asked again.  Returns (entities in input order, missing ids sorted).
         """
         wanted = list(dict.fromkeys(int(i) for i in ids))
+        if not spec.by_ids:
+            return self._pick_by_ids(spec, wanted)
         document = queries.by_ids_query(spec)
         found: list[JSON] = []
         missing: list[int] = []

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 
-from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, Relation, spec_for
+from stash_pipeline.model import ENTITY_SPECS, SPECS_BY_NAME, EntitySpec, Relation
+from stash_pipeline.model.entities import any_spec
 from stash_pipeline.stash.features import FEATURES
 
 SORT = 'sort: "id"'
@@ -39,7 +40,8 @@ def operation_name(document: str) -> str | None:
 
 
 def _title(spec: EntitySpec) -> str:
-    return spec.name[:1].upper() + spec.name[1:]
+    """``Scenes``, ``SceneMarkers``: the stem of a type's operation names."""
+    return "".join(part[:1].upper() + part[1:] for part in spec.name.split("_"))
 
 
 def _paged_filter() -> str:
@@ -250,6 +252,11 @@ def links_probe(name: str) -> Probe:
     return Probe(f"{name}_links", name, False, links=True)
 
 
+def files_probe(name: str) -> Probe:
+    """The sensor's probe of the stamps of a type's files (renames and rescans bump no owner)."""
+    return Probe(f"{name}_files", "files", True, stamps=True)
+
+
 def sensor_probes(name: str) -> tuple[Probe, Probe, Probe, Probe]:
     """The smart-sync sensor's probes of one type: the total (deletions show as a smaller one),
     the stamps at or above the stamp bound, and the two counts it falls back to when those are
@@ -271,7 +278,7 @@ def probes_query(probes: tuple[Probe, ...], with_totals: bool = False) -> str:
     params: list[str] = []
     fields: list[str] = []
     for probe in probes:
-        spec = spec_for(probe.type_name)
+        spec = any_spec(probe.type_name)
         args = f"{spec.filter_arg}: ${probe.alias}, " if probe.filtered else ""
         if probe.filtered:
             params.append(f"${probe.alias}: {spec.filter_type}")
@@ -342,14 +349,19 @@ STATS = (
 )
 """Cheap global counts of the seven types."""
 
-STATS_KEYS: dict[str, str] = {spec.name: f"{spec.singular}_count" for spec in ENTITY_SPECS}
+STATS_KEYS: dict[str, str] = {spec.name: f"{spec.singular}_count" for spec in ENTITY_SPECS if spec.in_stats}
 """Each type's count in ``stats`` (``scene_count``, ...)."""
 
 
-def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
+def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS, lists_files: bool = True) -> Iterator[str]:
     """Every document the client can send with these specs (as adapted to a server, see
     ``stash.features``; ``count_many``: every shape class it can take: all seven filtered and
-    totalled, totals only, and each type alone, both ways)."""
+    totalled, totals only, and each type alone, both ways); the file check's only where the
+    server lists files (``findFiles``)."""
+    embedded = {rel.embedded.name: rel.embedded for spec in specs for rel in spec.embedded_relations}
+    for files in embedded.values() if lists_files else ():
+        yield light_query(files, Selection.STAMPS, True)
+        yield by_ids_query(files)
     for spec in specs:
         yield page_query(spec, True)
         yield page_query(spec, False)
@@ -359,7 +371,8 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
         yield stamps_query(spec, False)
         yield count_query(spec)
         yield tail_probe_query(spec)
-        yield by_ids_query(spec)
+        if spec.by_ids:
+            yield by_ids_query(spec)
         yield latest_updated_at_query(spec)
         if spec.unbumped_columns:
             yield activity_query(spec)
@@ -371,8 +384,9 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS) -> Iterator[str]:
     for name in names:
         yield count_many_query([name], [name])
         yield count_many_query([name], [])
-    links = tuple(links_probe(s.name) for s in ENTITY_SPECS if s.unbumped_relations)
-    yield probes_query((*(probe for n in names for probe in sensor_probes(n)), *links), True)
+    links = tuple(links_probe(s.name) for s in specs if s.unbumped_relations)
+    files = tuple(files_probe(s.name) for s in specs if s.embedded_relations) if lists_files else ()
+    yield probes_query((*(probe for n in names for probe in sensor_probes(n)), *links, *files), True)
     yield IMAGES_OF_GALLERY
     for *_specs, document in members_queries():
         yield document

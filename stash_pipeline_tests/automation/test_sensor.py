@@ -9,7 +9,7 @@ from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.settings import Settings
 from stash_pipeline_tests.expected_mirror import mirror_differences
-from stash_pipeline_tests.sync_harness import PARTITION_START, all_partition_tags
+from stash_pipeline_tests.sync_harness import ENTITY_NAMES, PARTITION_START, all_partition_tags
 
 
 @pytest.fixture
@@ -73,9 +73,7 @@ def test_one_scene_edit_launches_one_scenes_run_and_derived_follow(world):
     assert evaluation.get_num_requested(derived) == 1
     derived_job = defs.resolve_implicit_global_asset_job_def()
     derived_keys = [
-        k
-        for k in defs.resolve_asset_graph().get_all_asset_keys()
-        if k.path[-1] not in {"studios", "tags", "performers", "groups", "galleries", "scenes", "images"}
+        k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[-1] not in set(ENTITY_NAMES)
     ]
     assert derived_job.execute_in_process(instance=instance, asset_selection=derived_keys).success
     evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
@@ -174,7 +172,7 @@ def test_schedules_request_every_type_over_every_partition(world, name, mode):
     assert request.tags["dagster/asset_partition_range_start"] == keys[0]
     assert request.tags["dagster/asset_partition_range_end"] == keys[-1]
     assert {op: cfg["config"]["mode"] for op, cfg in request.run_config["ops"].items()} == dict.fromkeys(
-        ("studios", "tags", "performers", "groups", "galleries", "scenes", "images"), mode
+        ENTITY_NAMES, mode
     )
     assert schedule.execution_timezone == settings.schedule_timezone
 
@@ -212,6 +210,42 @@ def test_a_sub_group_added_without_a_bump_launches_a_groups_run(world):
     fake.mutations.add_group_sub_groups(groups[0], [groups[-1]])
     (request,) = tick(defs, instance).run_requests
     assert [k.path[-1] for k in request.asset_selection] == ["groups"]
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    assert tick(defs, instance).run_requests == []
+
+
+def test_a_file_rename_launches_a_run_of_its_owner(world):
+    """A rename bumps only the file: the file stamps in the same probe request differ."""
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    scene = next(s for s in fake.truth()["scenes"] if s["files"])
+    fake.mutations.file_rename(scene["files"][0]["id"], "/data/videos/moved/renamed.mp4")
+    before = fake.request_count
+    (request,) = tick(defs, instance).run_requests
+    assert fake.request_count - before == 1
+    assert [k.path[-1] for k in request.asset_selection] == ["scenes"]
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+        assert con.execute("SELECT path FROM files WHERE id = ?", [scene["files"][0]["id"]]).fetchall() == [
+            ("/data/videos/moved/renamed.mp4",)
+        ]
+    before = fake.request_count
+    assert tick(defs, instance).run_requests == []
+    assert fake.request_count - before == 1
+
+
+def test_a_new_marker_launches_a_markers_run(world):
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    truth = fake.truth()
+    fake.mutations.marker_create(
+        truth["scenes"][0]["id"], "sensor marker", 4.0, truth["scene_markers"][0]["primary_tag_id"]
+    )
+    (request,) = tick(defs, instance).run_requests
+    assert [k.path[-1] for k in request.asset_selection] == ["scene_markers"]
     assert launch(defs, instance, request).success
     with duckdb.connect(settings.db_path, read_only=True) as con:
         assert mirror_differences(con, fake.truth()) == []

@@ -72,7 +72,7 @@ CHANGE_MIX = {
     "group": (10, "synopsis"),
 }
 THIS = "stash_pipeline_tests.benchmarks.bench_sync"
-SPEC_NAMES = ("studios", "tags", "performers", "groups", "galleries", "scenes", "images")
+SPEC_NAMES = ("studios", "tags", "performers", "groups", "galleries", "scenes", "images", "scene_markers")
 
 
 # ================================================================================ children
@@ -805,7 +805,7 @@ def _cpu_rows(res: ScaleResult, tag: str) -> list[Row]:
     ]
 
 
-_ENTITY_NAMES = ("studios", "tags", "performers", "groups", "galleries", "scenes", "images")
+_ENTITY_NAMES = SPEC_NAMES
 
 
 def _step(events: dict[str, Any], name: str) -> str:

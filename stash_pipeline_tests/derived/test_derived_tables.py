@@ -137,7 +137,25 @@ def change_tag_parents(fake) -> set[str]:
     return {"tag_ancestors"}
 
 
+def change_files_and_markers(fake) -> set[str]:
+    """A rescan that gives a scene's file another file's phash (a duplicate), a second file on a
+    scene (its resolution and size), a new marker (counts)."""
+    truth = fake.truth()
+    videos = [
+        f for s in truth["scenes"] for f in s["files"] if any(p["type"] == "phash" for p in f["fingerprints"])
+    ]
+    source, copy = videos[0], videos[1]
+    phash = next(p["value"] for p in source["fingerprints"] if p["type"] == "phash")
+    fake.mutations.file_rescan(copy["id"], fingerprints={"phash": phash})
+    scene = next(s for s in truth["scenes"] if s["files"] and s["performer_ids"])
+    fake.mutations.scene_add_file(scene["id"])
+    tag = truth["scene_markers"][0]["primary_tag_id"]
+    fake.mutations.marker_create(scene["id"], "counted", 2.0, tag)
+    return {"file_duplicates", "scene_resolution", "entity_counts"}
+
+
 SCENARIOS = {
+    "files_and_markers": change_files_and_markers,
     "galleries": change_galleries,
     "gallery_membership": change_gallery_membership,
     "performer_tags": change_performer_tags,

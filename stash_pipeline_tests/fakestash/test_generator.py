@@ -207,6 +207,7 @@ def test_scene_shape(lib: Store) -> None:
     file_keys = {"__typename", "id", "path", "basename", "parent_folder", "zip_file", "mod_time", "size"}
     file_keys |= {"fingerprints", "format", "width", "height", "duration", "video_codec", "audio_codec"}
     file_keys |= {"frame_rate", "bit_rate", "created_at", "updated_at"}
+    file_keys |= {"_owner"}  # the store's mark of its owner (findFiles' scene_count)
     for scene in with_files:
         for file in scene["files"]:
             assert set(file) == file_keys

@@ -30,13 +30,19 @@ def pages(small_server) -> dict[str, list[dict]]:
         }
 
 
+ARROW_SPECS = [s for s in ENTITY_SPECS if not any(c.kind.is_map for c in s.columns)]
+"""Types whose pages Arrow decodes (a free-form map, performers' custom fields, it cannot type)."""
+
+
 @pytest.fixture
 def arrow_pages(small_server) -> dict[str, pa.StructArray]:
-    """The same entities as Arrow decoded them in the client (every page must have been)."""
+    """The same entities as Arrow decoded them in the client (every page must have been, but those
+    of types with a map, which go to the JSON path whole)."""
     with StashClient(small_server.url, page_size=500) as client:
         decoded = {spec.name: [page.arrow for page in client.iter_pages(spec, None)] for spec in ENTITY_SPECS}
-    assert all(array is not None for arrays in decoded.values() for array in arrays)
-    return {name: pa.concat_arrays(arrays) for name, arrays in decoded.items()}
+    for spec in ENTITY_SPECS:
+        assert all((array is not None) == (spec in ARROW_SPECS) for array in decoded[spec.name]), spec.name
+    return {name: pa.concat_arrays(arrays) for name, arrays in decoded.items() if arrays[0] is not None}
 
 
 def _assert_same(fast, slow, spec) -> None:
@@ -49,6 +55,11 @@ def _assert_same(fast, slow, spec) -> None:
         assert_frame_equal(fast.links[key], slow.links[key], check_row_order=False)
     # The links are not all empty: the comparison above compared something.
     assert sum(len(frame) for frame in fast.links.values()) > 0 or not spec.relations
+    assert fast.embedded.keys() == slow.embedded.keys() == {r.embedded.name for r in spec.embedded_relations}
+    for name, rows in fast.embedded.items():
+        assert rows.failures == slow.embedded[name].failures == []
+        assert_frame_equal(rows.entities, slow.embedded[name].entities, check_row_order=False)
+        assert len(rows.entities) > 0
 
 
 @pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
@@ -59,7 +70,7 @@ def test_fast_path_equals_row_by_row_path(pages, spec):
     _assert_same(shaper._build_columnar(rows, SYNCED_AT), shaper._shape_row_by_row(rows, SYNCED_AT), spec)
 
 
-@pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", ARROW_SPECS, ids=lambda s: s.name)
 def test_arrow_path_equals_row_by_row_path(pages, arrow_pages, spec):
     shaper = PageShaper(spec)
     rows = arrow_pages[spec.name]

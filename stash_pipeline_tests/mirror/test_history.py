@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from stash_pipeline.cli import main
 from stash_pipeline.history import MirrorBusyError, entity_timeline, open_read_only
+from stash_pipeline_tests.sync_harness import ENTITY_NAMES
 
 
 def test_history_shows_creation_update_and_deletion(mirror_env, monkeypatch):
@@ -47,7 +48,7 @@ def test_status_lists_every_type(mirror_env, monkeypatch):
     monkeypatch.setenv("STASH_PIPELINE_DB", env.db_path)
     result = CliRunner().invoke(main, ["status"])
     assert result.exit_code == 0, result.output
-    for name in ("studios", "tags", "performers", "groups", "galleries", "scenes", "images"):
+    for name in ENTITY_NAMES:
         line = next(line for line in result.output.splitlines() if line.startswith(name))
         assert "success" in line
 

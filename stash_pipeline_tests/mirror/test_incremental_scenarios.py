@@ -54,6 +54,7 @@ def test_field_edits_of_every_type(mirror_env):
     m.update("studio", first(env, "studios")["id"], details="studio details")
     m.update("tag", first(env, "tags")["id"], description="tag description")
     m.update("group", first(env, "groups")["id"], synopsis="synopsis")
+    m.marker_update(first(env, "scene_markers")["id"], title="Edited marker", seconds=1.5)
     meta = incremental_and_check(env)
     for name in ENTITY_NAMES:
         assert meta[name]["sync_type"] == "incremental"
@@ -146,6 +147,7 @@ def test_creates_of_every_type(mirror_env):
         groups=[[group, 1]],
     )
     m.create("image", title="New Image", gallery_ids=[gallery])
+    m.marker_create(truth["scenes"][0]["id"], "New Marker", 3.0, truth["scene_markers"][0]["primary_tag_id"])
     meta = incremental_and_check(env)
     for name in ENTITY_NAMES:
         assert meta[name]["created"] == 1, name
@@ -296,3 +298,113 @@ def test_sub_groups_added_and_removed_without_a_bump(mirror_env):
     assert [g["updated_at"] for g in after] == [g["updated_at"] for g in truth["groups"]]  # no bump
     meta = incremental_and_check(env)
     assert meta["groups"]["links_changed"] == 3
+
+
+def lists_files(env) -> bool:
+    """The release has ``findFiles`` (v0.29.3 on): files changed without an owner bump are found."""
+    return "Query.findFiles" not in env.fake.release.lacks
+
+
+def test_file_rename_and_rescan_without_a_bump(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    scene = next(s for s in truth["scenes"] if s["files"])
+    image = next(i for i in truth["images"] if i["files"])
+    gallery = next(g for g in truth["galleries"] if g["files"])
+    renamed, rescanned, zip_renamed = (
+        scene["files"][0]["id"],
+        image["files"][0]["id"],
+        gallery["files"][0]["id"],
+    )
+    m = env.fake.mutations
+    m.file_rename(renamed, "/data/videos/renamed/a new name.mp4")
+    m.file_rescan(rescanned)
+    m.file_rename(zip_renamed, "/data/pictures/zips/moved.zip")
+    after = env.fake.truth()
+    for table in ("scenes", "images", "galleries"):  # Stash bumps no owner
+        assert [e["updated_at"] for e in after[table]] == [e["updated_at"] for e in truth[table]]
+    if not lists_files(env):
+        # Before v0.29.3 nothing lists files: only a full sync sees them (said in the README).
+        result = env.incremental()
+        assert result.success
+        assert any(p.startswith(f"files[{renamed}].path") for p in env.differences())
+        assert env.metadata(result, "scenes").get("files_changed") is None
+        assert env.full().success
+        env.assert_equal()
+        return
+    meta = incremental_and_check(env)
+    assert (meta["scenes"]["files_changed"], meta["images"]["files_changed"]) == (1, 1)
+    assert meta["galleries"]["files_changed"] == 1
+    assert env.query("SELECT path, basename FROM files WHERE id = ?", [renamed]) == [
+        ("/data/videos/renamed/a new name.mp4", "a new name.mp4")
+    ]
+    action, changed, sync_type = log_rows(env, "files", renamed)[-1]
+    assert (action, sync_type) == ("updated", "incremental")
+    assert {"path", "basename", "updated_at"} <= set(changed)
+    _action, changed, _ = log_rows(env, "files", rescanned)[-1]
+    assert {"size", "mod_time", "updated_at"} <= set(changed)
+    assert incremental_and_check(env)["scenes"]["files_changed"] == 0  # and then nothing
+
+
+def test_a_second_file_and_a_new_primary(mirror_env):
+    env = synced(mirror_env())
+    scene = next(s for s in env.fake.truth()["scenes"] if s["files"])
+    added = env.fake.mutations.scene_add_file(scene["id"])  # a scan attaches it: the scene is bumped
+    incremental_and_check(env)
+    assert env.query(
+        "SELECT file_id, is_primary FROM scene_files WHERE scene_id = ? ORDER BY file_id", [scene["id"]]
+    ) == sorted([(scene["files"][0]["id"], True), (added, False)])
+    env.fake.mutations.scene_set_primary_file(scene["id"], added)
+    incremental_and_check(env)
+    assert env.query("SELECT file_id FROM scene_files WHERE scene_id = ? AND is_primary", [scene["id"]]) == [
+        (added,)
+    ]
+    assert env.query("SELECT path FROM scenes WHERE id = ?", [scene["id"]]) == env.query(
+        "SELECT path FROM files WHERE id = ?", [added]
+    )
+
+
+def test_files_of_a_deleted_scene_go_with_it(mirror_env):
+    env = synced(mirror_env())
+    scene = next(s for s in env.fake.truth()["scenes"] if s["files"])
+    env.fake.mutations.destroy("scene", [scene["id"]])
+    incremental_and_check(env)
+    gone = [f["id"] for f in scene["files"]]
+    assert env.query(f"SELECT count(*) FROM files WHERE id IN ({', '.join('?' * len(gone))})", gone) == [(0,)]
+    assert log_rows(env, "files", gone[0])[-1][0] == "deleted"
+
+
+def test_marker_create_update_delete(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    m = env.fake.mutations
+    scene, tag = truth["scenes"][3]["id"], truth["tags"][2]["id"]
+    end = None if "SceneMarker.end_seconds" in env.fake.release.lacks else 20.0  # from v0.28
+    created = m.marker_create(scene, "a new marker", 12.5, tag, end_seconds=end, tag_ids=[tag])
+    existing = truth["scene_markers"]
+    m.marker_update(existing[0]["id"], title="renamed marker", seconds=3.25)
+    m.marker_destroy(existing[1]["id"])
+    assert [s["updated_at"] for s in env.fake.truth()["scenes"]] == [s["updated_at"] for s in truth["scenes"]]
+    meta = incremental_and_check(env)
+    assert (meta["scene_markers"]["created"], meta["scene_markers"]["updated"]) == (1, 1)
+    assert meta["scene_markers"]["deleted"] == 1
+    assert log_rows(env, "scene_markers", created)[-1][0] == "created"
+
+
+def test_gallery_chapters_without_a_bump(mirror_env):
+    env = synced(mirror_env())
+    truth = env.fake.truth()
+    m = env.fake.mutations
+    first_gallery, second_gallery = truth["galleries"][0]["id"], truth["galleries"][1]["id"]
+    opening = m.chapter_create(first_gallery, "Opening", 1)
+    closing = m.chapter_create(second_gallery, "Closing", 2)
+    stamps = [g["updated_at"] for g in truth["galleries"]]
+    assert [g["updated_at"] for g in env.fake.truth()["galleries"]] == stamps  # no bump
+    assert incremental_and_check(env)["galleries"]["links_changed"] == 2
+    m.chapter_update(opening, title="Renamed chapter")
+    m.chapter_destroy(closing)
+    assert [g["updated_at"] for g in env.fake.truth()["galleries"]] == stamps
+    assert incremental_and_check(env)["galleries"]["links_changed"] == 2
+    assert env.query("SELECT title FROM gallery_chapters WHERE chapter_id = ?", [opening]) == [
+        ("Renamed chapter",)
+    ]

@@ -29,15 +29,28 @@ def _answer(client: StashClient, spec: EntitySpec, per_page: int = 40) -> bytes:
     return reply.content
 
 
+def _without_nulls(value: Any) -> Any:
+    """JSON as Arrow gives it back, minus the keys a union's other members have (NULL in Arrow,
+    absent in the answer: an image file has no video codec)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 @pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)
 def test_arrow_decodes_every_type_as_json_does(client: StashClient, spec: EntitySpec) -> None:
     body = _answer(client, spec)
     parsed = orjson.loads(body)["data"][spec.query]
     decoded = decode_page(body, spec)
+    if any(c.kind.is_map for c in spec.columns):  # a free-form map: the JSON path takes the page
+        assert decoded is None
+        return
     assert decoded is not None, f"Arrow refused a clean {spec.name} answer"
     count, rows = decoded
     assert count == parsed["count"]
-    assert rows.to_pylist() == parsed[spec.result_key]
+    assert _without_nulls(rows.to_pylist()) == _without_nulls(parsed[spec.result_key])
 
 
 @pytest.mark.parametrize("spec", ENTITY_SPECS, ids=lambda s: s.name)

@@ -35,7 +35,7 @@ def _store_ids(fake: FakeStash, spec: EntitySpec) -> list[int]:
 
 
 def test_every_type_is_read_completely_once(small_fake: FakeStash, client: StashClient) -> None:
-    assert [s.keyset for s in OFFSET_SPECS] == [False] * 4
+    assert [s.keyset for s in OFFSET_SPECS] == [False] * 5
     for spec in ENTITY_SPECS:
         ids = _ids(list(client.iter_pages(spec, page_size=7)))
         assert ids == _store_ids(small_fake, spec), spec.name  # ascending, unique, complete
@@ -209,7 +209,8 @@ def test_counts(small_fake: FakeStash, client: StashClient) -> None:
     counts = small_fake.store.counts()
     for spec in ENTITY_SPECS:
         assert client.count(spec) == counts[spec.singular]
-    assert client.stats() == {spec.name: counts[spec.singular] for spec in ENTITY_SPECS}
+    # Stash's stats count the seven types, not markers.
+    assert client.stats() == {spec.name: counts[spec.singular] for spec in ENTITY_SPECS if spec.in_stats}
 
 
 def test_count_many_is_one_request(small_fake: FakeStash, client: StashClient) -> None:
@@ -298,7 +299,9 @@ def test_latest_updated_at(spec: EntitySpec, small_fake: FakeStash, client: Stas
     rows = small_fake.store.table(spec.singular).values()
     assert client.latest_updated_at(spec) == max(r["updated_at"] for r in rows)
     small_fake.clock.freeze(small_fake.clock.now() + 86_400 * 365 * 5)
-    edit = {"tag": {"description": "x"}, "group": {"synopsis": "x"}}.get(spec.singular, {"details": "x"})
+    edit = {"tag": {"description": "x"}, "group": {"synopsis": "x"}, "scene_marker": {"title": "x"}}.get(
+        spec.singular, {"details": "x"}
+    )
     small_fake.mutations.update(spec.singular, min(r["id"] for r in rows), **edit)
     assert client.latest_updated_at(spec) == small_fake.clock.stamp()
     # Restricted to an incremental read's rows: the same newest value, and nothing past the newest.

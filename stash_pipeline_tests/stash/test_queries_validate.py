@@ -51,7 +51,7 @@ def test_all_documents_covers_every_type_and_kind() -> None:
     assert len(DOCUMENTS) == len(set(DOCUMENTS)), "all_documents() yields duplicates"
     names = {queries.operation_name(d) for d in DOCUMENTS}
     for spec in ENTITY_SPECS:
-        title = spec.name.capitalize()
+        title = "".join(part.capitalize() for part in spec.name.split("_"))
         for suffix in (
             "Page",
             "PageNoCount",
@@ -59,10 +59,10 @@ def test_all_documents_covers_every_type_and_kind() -> None:
             "IdsNoCount",
             "Count",
             "TailProbe",
-            "ByIds",
             "LatestUpdatedAt",
         ):
             assert f"{title}{suffix}" in names
+        assert f"{title}ByIds" in names or not spec.by_ids
     assert {"CountMany", "ImagesOfGallery", "ImagesOfGalleries", "Health", "Stats"} <= names
 
 

@@ -12,15 +12,31 @@ from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.stash import features, queries
 from stash_pipeline.stash.client import StashClient
 from stash_pipeline.stash.errors import StashGraphQLError
+from stash_pipeline.stash.features import NO_FIND_FILES
 from stash_pipeline_tests.mirror.conftest import SCENARIO_SIZE
 from stash_pipeline_tests.shared_reference import REAL_SCHEMA, shared_file
 
 VERSIONS = list(RELEASES)
 # What each release does not offer of what the mirror reads (the rest of the model is everywhere).
+_FILES_V28 = ["files.parent_folder", "files.zip_file", "files.format (on ImageFile)", NO_FIND_FILES]
 NOT_OFFERED = {
-    "v0.27.2": {"studios": ["studios.urls, read from studios.url"], "tags": ["tags.sort_name"]},
-    "v0.28.1": {"studios": ["studios.urls, read from studios.url"]},
-    "v0.29.3": {"studios": ["studios.urls, read from studios.url"]},
+    "v0.27.2": {
+        "studios": ["studios.urls, read from studios.url", "studio_stash_ids.updated_at"],
+        "tags": ["tags.sort_name", "tags.stash_ids"],
+        "performers": ["performers.custom_fields", "performer_stash_ids.updated_at"],
+        "galleries": _FILES_V28,
+        "scenes": [*_FILES_V28[:3], "scene_stash_ids.updated_at", NO_FIND_FILES],
+        "images": _FILES_V28,
+        "scene_markers": ["scene_markers.end_seconds"],
+    },
+    "v0.28.1": {
+        "studios": ["studios.urls, read from studios.url"],
+        "tags": ["tags.stash_ids"],
+        "galleries": _FILES_V28,
+        "scenes": _FILES_V28,
+        "images": _FILES_V28,
+    },
+    "v0.29.3": {"studios": ["studios.urls, read from studios.url"], "tags": ["tags.stash_ids"]},
     "v0.30.1": {},
     CURRENT: {},
 }
@@ -57,7 +73,11 @@ def test_the_client_learns_the_version_and_sends_only_what_it_accepts(versioned)
     adapted = {spec.name: client.adapt(spec) for spec in ENTITY_SPECS}
     offered_not = {name: [u.describe() for u in a.unoffered] for name, a in adapted.items() if a.unoffered}
     assert offered_not == NOT_OFFERED[version]
-    documents = list(queries.all_documents([a.spec for a in adapted.values()]))
+    documents = list(queries.all_documents([a.spec for a in adapted.values()], learnt.lists_files))
+    # The by-ids read of a type whose query takes no ids is never sent (markers before v0.28).
+    assert all(
+        a.spec.by_ids == (version != "v0.27.2" or a.spec.name != "scene_markers") for a in adapted.values()
+    )
     assert _invalid(load_schema(version), documents) == {}  # the fake as that release
     assert _invalid(real_schema(version), documents) == {}  # Stash's own schema of that release
     before = fake.request_count
