@@ -12,6 +12,7 @@ import time
 
 import click
 
+from stash_pipeline.history import TYPE_WIDTH
 from stash_pipeline.model import ENTITY_SPECS, spec_for
 
 TYPE_NAMES = [s.name for s in ENTITY_SPECS]
@@ -30,13 +31,14 @@ def _print_outcome(outcome) -> None:
     for run_id in outcome.released:
         click.echo(f"earlier run {run_id} had died (process gone): marked failed, its slots freed")
     click.echo(f"run {outcome.run_id}")
-    header = f"{'type':<11}{'sync':<12}{'fetched':>9}{'created':>9}{'updated':>9}{'deleted':>9}{'failed':>8}{'local':>9}{'stash':>9}"
+    w = TYPE_WIDTH
+    header = f"{'type':<{w}}{'sync':<12}{'fetched':>9}{'created':>9}{'updated':>9}{'deleted':>9}{'failed':>8}{'local':>9}{'stash':>9}"
     click.echo(header)
     for t in outcome.types:
         m = t.metadata
         sync_type = m.sync_type + (" (skip)" if m.skipped else "")
         click.echo(
-            f"{t.entity_type:<11}{sync_type:<12}{m.fetched:>9}{m.created:>9}"
+            f"{t.entity_type:<{w}}{sync_type:<12}{m.fetched:>9}{m.created:>9}"
             f"{m.updated:>9}{m.deleted:>9}{m.failed:>8}"
             f"{m.local_count or 0:>9}{m.stash_count or 0:>9}"
         )

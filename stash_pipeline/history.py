@@ -159,15 +159,22 @@ def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return rows
 
 
+TYPE_WIDTH = max(len(spec.name) for spec in ENTITY_SPECS) + 2
+"""The type column of the CLI's tables: the longest type name (scene_markers) and a gap."""
+
+
 def format_status(rows: list[dict]) -> str:
     def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
-    lines = [f"{'type':<11}{'status':<14}{'local':>9}{'stash':>9}  {'last full':<17}{'last incr.':<17}cursor"]
+    w = TYPE_WIDTH
+    lines = [
+        f"{'type':<{w}}{'status':<14}{'local':>9}{'stash':>9}  {'last full':<17}{'last incr.':<17}cursor"
+    ]
     for r in rows:
         stash = "-" if r["stash"] is None else str(r["stash"])
         lines.append(
-            f"{r['type']:<11}{r['status'] or '-':<14}{r['local']:>9}{stash:>9}  {when(r['last_full']):<17}"
+            f"{r['type']:<{w}}{r['status'] or '-':<14}{r['local']:>9}{stash:>9}  {when(r['last_full']):<17}"
             f"{when(r['last_incremental']):<17}{r['cursor'] or '-'}"
         )
         if r["error"]:
