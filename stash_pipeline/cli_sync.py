@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -188,27 +189,38 @@ def register(main: click.Group) -> None:
             sys.exit(code)
         click.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C to stop)")
         try:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "dagster",
-                    "dev",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-w",
-                    "workspace.yaml",
-                ],
-                check=False,
-                env=os.environ.copy(),
-            )
+            subprocess.run(_ui_command(port), check=False, env=os.environ.copy(), cwd=_project_root())
         except KeyboardInterrupt:
             pass
         finally:
             if server:
                 server.close()
+
+
+def _project_root() -> str | None:
+    """The checkout holding pyproject.toml (an editable install), where ``dg`` finds the project."""
+    root = Path(__file__).resolve().parents[1]
+    return str(root) if (root / "pyproject.toml").is_file() else None
+
+
+def _ui_command(port: int) -> list[str]:
+    """``dg dev`` (Dagster 1.13 calls ``dagster dev`` superseded by it) from the project's
+    checkout; ``dagster dev`` on the module where there is no checkout (a non-editable install)."""
+    dg = Path(sys.executable).parent / "dg"
+    if dg.exists() and _project_root():
+        return [str(dg), "dev", "--host", "127.0.0.1", "--port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        "stash_pipeline.definitions",
+    ]
 
 
 def _port_free(port: int) -> bool:

@@ -7,7 +7,7 @@ import dagster as dg
 from stash_pipeline.assets.checks import build_asset_checks, build_checks_job
 from stash_pipeline.assets.derived import DERIVED_GROUP, build_derived_assets
 from stash_pipeline.assets.entities import STASH_GROUP, build_entity_assets
-from stash_pipeline.assets.partitions import monthly_partitions
+from stash_pipeline.assets.partitions import entity_partitions
 from stash_pipeline.automation.jobs import build_resync_ids_job
 from stash_pipeline.automation.schedules import build_schedules
 from stash_pipeline.automation.sensors import build_smart_sync_sensor
@@ -20,7 +20,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    partitions = monthly_partitions(settings.partition_start)
+    partitions = entity_partitions(settings.partition_start, settings.partition_by)
     entity_assets = build_entity_assets(settings)
     sync_job = dg.define_asset_job(
         "stash_sync",

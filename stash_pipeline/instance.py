@@ -29,6 +29,21 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
 
+# Run monitoring (the daemon): a run whose process died (SIGKILL, out of memory) is marked failed
+# within a poll or two, and its pool slot freed, instead of holding the writer slot forever.  Our
+# launcher is Dagster's default one plus the health check this needs (stash_pipeline/launcher.py).
+run_launcher:
+  module: stash_pipeline.launcher
+  class: MonitoredRunLauncher
+
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 15
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0  # a dead sync is not resumed in place: the next run resumes its pages
+  free_slots_after_run_end_seconds: 5
+
 telemetry:
   enabled: false
 """
@@ -40,7 +55,11 @@ def ensure_dagster_home(default: str | os.PathLike[str] = DEFAULT_HOME) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     config = home / "dagster.yaml"
-    if not config.exists():
+    # Ours (first line) and older: brought up to date (run monitoring came with a later release);
+    # one a user wrote is left alone.
+    if not config.exists() or (
+        config.read_text().startswith(INSTANCE_YAML.splitlines()[0]) and config.read_text() != INSTANCE_YAML
+    ):
         config.write_text(INSTANCE_YAML)
     return home
 

@@ -46,14 +46,16 @@ def remove_listener(listener: Listener) -> None:
 
 
 class ProgressTracker:
-    """Turns per-page counts into rate/ETA, publishes to listeners, and logs every ``interval`` s."""
+    """Turns per-page counts into rate/ETA, publishes to listeners, and logs every ``interval`` s
+    after the first (a sync shorter than that logs nothing here: its summary line says it all, and
+    each line is an event-log write in Dagster)."""
 
     def __init__(self, entity_type: str, log: Callable[[str], None], interval: float = 3.0) -> None:
         self.entity_type = entity_type
         self.log = log
         self.interval = interval
         self.started = time.monotonic()
-        self.last_logged = 0.0
+        self.last_logged = self.started
 
     def update(self, fetched: int, expected: int | None, pages: int, *, done: bool = False) -> ProgressEvent:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -63,7 +65,7 @@ class ProgressTracker:
         for listener in list(_listeners):
             listener(event)
         now = time.monotonic()
-        if done or now - self.last_logged >= self.interval:
+        if not done and now - self.last_logged >= self.interval:
             self.last_logged = now
             self.log(event.describe())
         return event

@@ -9,14 +9,18 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
 
 import dagster as dg
 
-from stash_pipeline.assets.derived import DERIVED_GROUP
-from stash_pipeline.assets.metadata import SyncMetadata
-from stash_pipeline.assets.partitions import last_partition_tags, range_tags
-from stash_pipeline.mirror.windows import overlap_bound, parse_stash_time
+from stash_pipeline.assets.derived import DERIVED_GROUP, DERIVED_OP
+from stash_pipeline.assets.entities import ENTITY_OP
+from stash_pipeline.assets.metadata import SyncMetadata, incremental_start
+from stash_pipeline.assets.partitions import (
+    last_partition_tags,
+    partitioning_of,
+    range_tags,
+)
+from stash_pipeline.mirror.windows import parse_stash_time
 from stash_pipeline.model import ENTITY_SPECS, spec_for
 
 LAUNCHED_BY = "stash/launched_by"
@@ -49,21 +53,6 @@ class RunOutcome:
         if not self.success:
             return 1
         return 2 if self.partial else 0
-
-
-def incremental_since(
-    instance: dg.DagsterInstance, types: Sequence[str], overlap_seconds: float
-) -> date | None:
-    """The earliest date an incremental run of ``types`` reads from (None: some type needs a full sync)."""
-    earliest: date | None = None
-    for entity_type in types:
-        last = SyncMetadata.latest(instance, entity_type)
-        cursor = last.cursor if last else None
-        if cursor is None:
-            return None
-        bound = parse_stash_time(overlap_bound(cursor, overlap_seconds)).date()
-        earliest = bound if earliest is None or bound < earliest else earliest
-    return earliest
 
 
 def _process_start(pid: int) -> str | None:
@@ -154,7 +143,12 @@ def run_sync(
         tags = last_partition_tags(partitions)
     else:
         start = (
-            parse_stash_time(since).date() if since else incremental_since(instance, names, overlap_seconds)
+            parse_stash_time(since).date()
+            if since
+            else incremental_start(
+                [SyncMetadata.latest(instance, n) or SyncMetadata() for n in names],
+                partitioning_of(partitions),
+            )
         )
         tags = range_tags(partitions, start)
     config: dict = {"mode": mode, "allow_mass_delete": allow_mass_delete}
@@ -168,7 +162,7 @@ def run_sync(
         graph = defs.resolve_asset_graph()
         derived_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == DERIVED_GROUP]
         selection += derived_keys
-    run_config: dict = {"ops": {n: {"config": config} for n in names}}
+    run_config: dict = {"ops": {ENTITY_OP: {"config": config}}}
     if log_level:
         run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     result = job.execute_in_process(
@@ -179,13 +173,15 @@ def run_sync(
         raise_on_error=False,
     )
     outcome = RunOutcome(run_id=result.run_id, success=result.success, released=released)
+    materialized = {
+        event.asset_key.path[-1]: event
+        for event in result.asset_materializations_for_node(ENTITY_OP)
+        + (result.asset_materializations_for_node(DERIVED_OP) if derived_keys else [])
+    }
     for name in names:
-        events = result.asset_materializations_for_node(name)
-        if events:
-            outcome.types.append(TypeOutcome(name, SyncMetadata.parse(events[-1].metadata)))
-    outcome.derived = [
-        k.to_user_string() for k in derived_keys if result.asset_materializations_for_node(k.path[-1])
-    ]
+        if name in materialized:
+            outcome.types.append(TypeOutcome(name, SyncMetadata.parse(materialized[name].metadata)))
+    outcome.derived = [k.to_user_string() for k in derived_keys if k.path[-1] in materialized]
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         if failures:

@@ -76,11 +76,16 @@ class Settings:
     db_path: str = DEFAULT_DB_PATH
     page_size: int = 1000
     timeout: float = 30.0
-    retries: int = 5
+    # A Stash that fails (refused connections, 5xx, timeouts) is retried for this long, then the
+    # sync fails; STASH_RETRIES also caps the number of retries (none by default).
+    retry_seconds: float = 300.0
+    retries: int | None = None
     overlap_seconds: int = 3600
     partition_start: date = date(2019, 1, 1)
+    partition_by: str = "year"  # or "month" (assets.partitions)
     max_delete_fraction: float = 0.05
     duckdb_memory_limit: str = "256MB"
+    lock_wait_seconds: float = 300.0  # another process holding the mirror file is waited for
     # Rows shaped and merged together (a sixth of a DuckDB row group), and rows per commit (a whole
     # row group, written compressed straight to the file): see ``mirror.sync.SyncOptions``.
     merge_rows: int = ROW_GROUP_ROWS // 6
@@ -97,9 +102,9 @@ class Settings:
         key = "'***'" if self.api_key else "None"
         return (
             f"Settings(stash_url={self.stash_url!r}, api_key={key}, db_path={self.db_path!r}, "
-            f"page_size={self.page_size}, timeout={self.timeout}, retries={self.retries}, "
+            f"page_size={self.page_size}, timeout={self.timeout}, retry_seconds={self.retry_seconds}, retries={self.retries}, "
             f"overlap_seconds={self.overlap_seconds}, "
-            f"partition_start={self.partition_start.isoformat()!r}, "
+            f"partition_start={self.partition_start.isoformat()!r}, partition_by={self.partition_by!r}, "
             f"max_delete_fraction={self.max_delete_fraction}, "
             f"sensor_interval_seconds={self.sensor_interval_seconds}, full_sync_cron={self.full_sync_cron!r}, "
             f"incremental_cron={self.incremental_cron!r}, schedule_timezone={self.schedule_timezone!r})"
@@ -145,6 +150,10 @@ class Settings:
         except ValueError:
             raise ValueError(f"STASH_PARTITION_START={start_text!r} is not a YYYY-MM-DD date") from None
 
+        partition_by = (get("STASH_PARTITIONS") or cls.partition_by).lower()
+        if partition_by not in ("year", "month"):
+            raise ValueError(f"STASH_PARTITIONS={partition_by!r} must be year or month")
+
         url = (get("STASH_URL") or DEFAULT_STASH_URL).rstrip("/")
         # The key belongs in STASH_API_KEY: a key in the URL would leak into error messages.
         if "apikey=" in url.lower():
@@ -156,11 +165,14 @@ class Settings:
             db_path=get("STASH_PIPELINE_DB") or DEFAULT_DB_PATH,
             page_size=number("STASH_PAGE_SIZE", cls.page_size, int, 1),
             timeout=number("STASH_TIMEOUT", cls.timeout, float, 0.001),
+            retry_seconds=number("STASH_RETRY_SECONDS", cls.retry_seconds, float, 0),
             retries=number("STASH_RETRIES", cls.retries, int, 0),
             overlap_seconds=number("STASH_OVERLAP_SECONDS", cls.overlap_seconds, int, 0),
             partition_start=start,
+            partition_by=partition_by,
             max_delete_fraction=number("STASH_MAX_DELETE_FRACTION", cls.max_delete_fraction, float, 0, 1),
             duckdb_memory_limit=get("STASH_DUCKDB_MEMORY_LIMIT") or cls.duckdb_memory_limit,
+            lock_wait_seconds=number("STASH_LOCK_WAIT_SECONDS", cls.lock_wait_seconds, float, 0),
             merge_rows=number("STASH_MERGE_ROWS", cls.merge_rows, int, 1),
             commit_rows=number("STASH_COMMIT_ROWS", cls.commit_rows, int, 1),
             sensor_interval_seconds=number("STASH_SENSOR_INTERVAL", cls.sensor_interval_seconds, int, 10),

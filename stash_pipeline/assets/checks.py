@@ -44,7 +44,6 @@ from dagster_duckdb import DuckDBResource
 
 from stash_pipeline.assets.entities import WRITER_POOL
 from stash_pipeline.mirror.db import fetch_scalar
-from stash_pipeline.mirror.derived import DERIVED_TABLES
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.model import ENTITY_SPECS, EntitySpec
@@ -203,9 +202,9 @@ def _count_result(
     )
 
 
-def build_entity_checks(spec: EntitySpec) -> dg.AssetChecksDefinition:
+def entity_check_specs(spec: EntitySpec) -> list[dg.AssetCheckSpec]:
     asset = dg.AssetKey(spec.name)
-    specs = [
+    return [
         dg.AssetCheckSpec(
             COUNT_CHECK,
             asset=asset,
@@ -232,38 +231,53 @@ def build_entity_checks(spec: EntitySpec) -> dg.AssetChecksDefinition:
         ),
     ]
 
+
+def entity_check_results(
+    spec: EntitySpec, selected: set[str], stash: StashResource, con: duckdb.DuckDBPyConnection
+) -> Iterator[dg.AssetCheckResult]:
+    if COUNT_CHECK in selected:
+        try:
+            yield _count_result(spec, stash, con)
+        except Exception as exc:
+            yield _error_result(COUNT_CHECK, spec.name, exc, dg.AssetCheckSeverity.WARN)
+    for check, probes, severity in (
+        (DUPLICATES_CHECK, duplicate_probes(spec), dg.AssetCheckSeverity.ERROR),
+        (LINKS_CHECK, dangling_probes(spec), dg.AssetCheckSeverity.WARN),
+    ):
+        if check not in selected:
+            continue
+        try:
+            ok, metadata = run_probes(con, probes)
+        except Exception as exc:
+            yield _error_result(check, spec.name, exc, severity)
+            continue
+        yield dg.AssetCheckResult(
+            check_name=check, asset_key=spec.name, passed=ok, severity=severity, metadata=metadata
+        )
+
+
+def build_entity_checks() -> dg.AssetChecksDefinition:
+    """Every entity type's checks in ONE subsettable step (a step per type cost Dagster more
+    than the checks themselves)."""
+
     @dg.multi_asset_check(
-        name=f"{spec.name}_checks",
-        specs=specs,
+        name="entity_checks",
+        specs=[check for spec in ENTITY_SPECS for check in entity_check_specs(spec)],
         can_subset=True,
         pool=WRITER_POOL,
-        description=f"Completeness, uniqueness and referential checks of `{spec.name}`.",
+        description="Completeness, uniqueness and referential checks of the entity tables.",
     )
     def entity_checks(
         context: dg.AssetCheckExecutionContext, stash: StashResource, mirror: DuckDBResource
     ) -> Iterator[dg.AssetCheckResult]:
-        selected = {key.name for key in context.selected_asset_check_keys}
-        with mirror_connection(mirror) as con:
+        selected: dict[str, set[str]] = {}
+        for key in context.selected_asset_check_keys:
+            selected.setdefault(key.asset_key.path[-1], set()).add(key.name)
+        with mirror_connection(mirror, context.log.warning) as con:
             ensure_schema(con)
-            if COUNT_CHECK in selected:
-                try:
-                    yield _count_result(spec, stash, con)
-                except Exception as exc:
-                    yield _error_result(COUNT_CHECK, spec.name, exc, dg.AssetCheckSeverity.WARN)
-            for check, probes, severity in (
-                (DUPLICATES_CHECK, duplicate_probes(spec), dg.AssetCheckSeverity.ERROR),
-                (LINKS_CHECK, dangling_probes(spec), dg.AssetCheckSeverity.WARN),
-            ):
-                if check not in selected:
-                    continue
-                try:
-                    ok, metadata = run_probes(con, probes)
-                except Exception as exc:
-                    yield _error_result(check, spec.name, exc, severity)
-                    continue
-                yield dg.AssetCheckResult(
-                    check_name=check, asset_key=spec.name, passed=ok, severity=severity, metadata=metadata
-                )
+            for spec in ENTITY_SPECS:
+                if spec.name in selected:
+                    yield from entity_check_results(spec, selected[spec.name], stash, con)
 
     return entity_checks
 
@@ -435,27 +449,44 @@ DERIVED_PROBES: dict[str, list[Probe]] = {
 }
 
 
-def build_derived_check(name: str) -> dg.AssetChecksDefinition:
-    probes = DERIVED_PROBES[name]
+def build_derived_checks() -> dg.AssetChecksDefinition:
+    """Every derived table's check in ONE subsettable step."""
 
-    @dg.asset_check(
-        asset=dg.AssetKey(name),
-        name=DERIVED_CHECK,
-        blocking=False,
+    @dg.multi_asset_check(
+        name="derived_checks",
+        specs=[
+            dg.AssetCheckSpec(
+                DERIVED_CHECK,
+                asset=dg.AssetKey(name),
+                blocking=False,
+                description=f"`{name}` agrees with the tables it is computed from: "
+                + "; ".join(p.name.replace("_", " ") for p in probes)
+                + " must all be empty (first offending ids in metadata).",
+            )
+            for name, probes in DERIVED_PROBES.items()
+        ],
+        can_subset=True,
         pool=WRITER_POOL,
-        description=f"`{name}` agrees with the tables it is computed from: "
-        + "; ".join(p.name.replace("_", " ") for p in probes)
-        + " must all be empty (first offending ids in metadata).",
+        description="Each derived table agrees with the tables it is computed from.",
     )
-    def derived_check(mirror: DuckDBResource) -> dg.AssetCheckResult:
-        try:
-            with mirror_connection(mirror) as con:
-                ok, metadata = run_probes(con, probes)
-        except Exception as exc:
-            return _error_result(DERIVED_CHECK, name, exc, dg.AssetCheckSeverity.ERROR)
-        return dg.AssetCheckResult(passed=ok, metadata=metadata)
+    def derived_checks(
+        context: dg.AssetCheckExecutionContext, mirror: DuckDBResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
+        with mirror_connection(mirror, context.log.warning) as con:
+            for name, probes in DERIVED_PROBES.items():
+                if name not in selected:
+                    continue
+                try:
+                    ok, metadata = run_probes(con, probes)
+                except Exception as exc:
+                    yield _error_result(DERIVED_CHECK, name, exc, dg.AssetCheckSeverity.ERROR)
+                    continue
+                yield dg.AssetCheckResult(
+                    check_name=DERIVED_CHECK, asset_key=name, passed=ok, metadata=metadata
+                )
 
-    return derived_check
+    return derived_checks
 
 
 CHECKS_JOB = "mirror_checks"
@@ -472,9 +503,7 @@ def build_checks_job():
 
 
 def build_asset_checks() -> list[dg.AssetChecksDefinition]:
-    checks = [build_entity_checks(spec) for spec in ENTITY_SPECS]
-    checks += [build_derived_check(table.name) for table in DERIVED_TABLES]
-    return checks
+    return [build_entity_checks(), build_derived_checks()]
 
 
 __all__ = [
@@ -485,6 +514,6 @@ __all__ = [
     "LINKS_CHECK",
     "build_asset_checks",
     "build_checks_job",
-    "build_derived_check",
+    "build_derived_checks",
     "build_entity_checks",
 ]

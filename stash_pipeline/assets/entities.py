@@ -1,26 +1,37 @@
-"""The seven entity assets (group ``stash``), built by one factory from the entity specs.
+"""The entity assets (group ``stash``), one per entity spec, computed by one subsettable step.
 
-Each asset is partitioned by month of Stash's ``updated_at``; a run over a partition range fetches
-the entities updated in that window, and a run over every partition is the full sync (one run,
-thanks to ``BackfillPolicy.single_run()``).  Run config can ask for an incremental sync (from the
+Each asset is partitioned by year (or month) of Stash's ``updated_at``; a run over a partition
+range fetches the entities updated in that window, and a run over every partition is the full
+sync (one run, thanks to ``BackfillPolicy.single_run()``).  Run config can ask for an incremental sync (from the
 stored cursor) or a targeted resync of ids instead.
 """
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from stash_pipeline.assets.metadata import report_metadata
-from stash_pipeline.assets.partitions import monthly_partitions, window_for
+from stash_pipeline.assets.metadata import SyncMetadata, report_metadata
+from stash_pipeline.assets.partitions import (
+    OLD_PARTITIONING,
+    entity_partitions,
+    partitioning_of,
+    repartitioned,
+    window_for,
+)
+from stash_pipeline.mirror.db import disk_full
 from stash_pipeline.mirror.schema import entity_columns
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
 from stash_pipeline.model import ENTITY_SPECS, EntitySpec
 from stash_pipeline.progress import ProgressTracker
 from stash_pipeline.resources import StashResource, mirror_connection
 from stash_pipeline.settings import Settings
+from stash_pipeline.stash.client import StashClient
+from stash_pipeline.stash.errors import StashAuthError, StashNotReadyError, StashUnavailableError
 
 STASH_GROUP = "stash"
 WRITER_POOL = "duckdb_writer"
@@ -56,22 +67,19 @@ def sync_options(settings: Settings, config: SyncConfig) -> SyncOptions:
     )
 
 
-def build_entity_asset(
-    spec: EntitySpec, partitions: dg.TimeWindowPartitionsDefinition, settings: Settings
-) -> dg.AssetsDefinition:
-    upstream = sorted(
-        spec.referenced_types,
-        key=lambda name: next(s.order for s in ENTITY_SPECS if s.name == name),
-    )
-    deps = [dg.AssetKey(name) for name in upstream if name != spec.name and _order(name) < spec.order]
+ENTITY_OP = "stash_entities"
+# Errors about the server itself: the other types would fail the same way, so the run stops.
+_SERVER_ERRORS = (StashAuthError, StashUnavailableError, StashNotReadyError)
 
-    @dg.asset(
-        name=spec.name,
+
+def entity_spec(spec: EntitySpec, partitions: dg.TimeWindowPartitionsDefinition) -> dg.AssetSpec:
+    """The asset of one entity type: its table, its lineage (the types it references), its page."""
+    upstream = sorted(spec.referenced_types, key=_order)
+    return dg.AssetSpec(
+        key=spec.name,
         group_name=STASH_GROUP,
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=WRITER_POOL,
-        deps=deps,
+        deps=[dg.AssetKey(n) for n in upstream if n != spec.name and _order(n) < spec.order],
         kinds={"duckdb", "polars", "graphql"},
         owners=["team:stash-pipeline"],
         tags={"layer": "mirror"},
@@ -84,42 +92,109 @@ def build_entity_asset(
         description=f"{spec.description} Mirrors Stash's `{spec.query}` into the DuckDB table "
         f"`{spec.name}` (and its link tables). A run over every partition is the full sync.",
     )
-    def entity_asset(
+
+
+def build_entity_assets(settings: Settings | None = None) -> list[dg.AssetsDefinition]:
+    """The entity assets, one per type, computed by ONE step that syncs the selected types in
+    order: a step costs Dagster a dozen event-log writes and its own set-up, which was most of
+    a small sync's time with a step per type (docs/architecture.md §7).  A type that fails does
+    not stop the independent ones; the ones that reference it wait for the next run."""
+    settings = settings or Settings.from_env()
+    partitions = entity_partitions(settings.partition_start, settings.partition_by)
+
+    @dg.multi_asset(
+        name=ENTITY_OP,
+        specs=[entity_spec(spec, partitions) for spec in ENTITY_SPECS],
+        partitions_def=partitions,
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WRITER_POOL,
+        description="Syncs the selected entity types from Stash into the mirror, in dependency order.",
+    )
+    def stash_entities(
         context: dg.AssetExecutionContext,
         config: SyncConfig,
         stash: StashResource,
         mirror: DuckDBResource,
-    ) -> dg.MaterializeResult:
-        request = _request(context, spec, config, partitions)
-        context.log.info(f"{spec.name}: {request.mode} sync, window {request.window.describe()}")
+    ) -> Iterator[dg.MaterializeResult]:
+        selected = {key.path[-1] for key in context.selected_asset_keys}
+        failed: dict[str, BaseException] = {}
+        with stash.client() as client, mirror_connection(mirror, context.log.warning) as con:
+            for spec in ENTITY_SPECS:
+                if spec.name not in selected:
+                    continue
+                missing = sorted(n for n in spec.referenced_types if n in failed and n != spec.name)
+                if missing:
+                    context.log.warning(f"{spec.name}: not synced, {', '.join(missing)} failed first")
+                    failed[spec.name] = failed[missing[0]]
+                    continue
+                try:
+                    yield _sync_one(context, spec, config, partitions, settings, client, con)
+                except Exception as exc:
+                    failed[spec.name] = exc
+                    full = disk_full(exc, mirror.database)
+                    if full is not None:
+                        raise full from exc
+                    if isinstance(exc, _SERVER_ERRORS) or cancellation_check(context)(force=True):
+                        raise
+                    context.log.error(f"{spec.name}: sync failed: {exc}")
+        if failed:
+            first = next(iter(failed.values()))
+            if len(failed) > 1:
+                context.log.error(f"not synced: {', '.join(failed)}")
+            raise first
 
-        tracker = ProgressTracker(spec.name, context.log.info)
+    return list(dg.with_source_code_references([stash_entities]))
 
-        def progress(report: SyncReport, expected: int | None) -> None:
-            tracker.update(report.fetched, expected, report.pages)
 
-        with stash.client() as client, mirror_connection(mirror) as con:
-            sync = EntitySync(
-                spec,
-                client,
-                con,
-                sync_options(settings, config),
-                progress=progress,
-                should_stop=cancellation_check(context),
-            )
-            report = sync.run(request)
-            if report.schema_note:
-                context.log.info(report.schema_note)
-            tracker.update(report.fetched, report.fetched, report.pages, done=True)
-            metadata = report_metadata(con, spec, report, settings.overlap_seconds)
-        if report.failed:
-            context.log.warning(
-                f"{spec.name}: {report.failed} rows could not be stored (see sync_log, action 'failed'); "
-                f"first: {report.failures[:3]}"
-            )
-        return dg.MaterializeResult(metadata=metadata, tags={"stash/sync_type": report.sync_type})
+def _sync_one(
+    context: dg.AssetExecutionContext,
+    spec: EntitySpec,
+    config: SyncConfig,
+    partitions: dg.TimeWindowPartitionsDefinition,
+    settings: Settings,
+    client: StashClient,
+    con: duckdb.DuckDBPyConnection,
+) -> dg.MaterializeResult:
+    last = SyncMetadata.latest(context.instance, spec.name)
+    request = _request(context, spec, config, partitions, last)
+    # A resync of ids materializes no partition: it keeps the scheme the last sync recorded.
+    scheme = partitioning_of(partitions)
+    if request.mode == "specific" and last is not None:
+        scheme = last.partitioning
+    tracker = ProgressTracker(spec.name, context.log.info)
 
-    return entity_asset
+    def progress(report: SyncReport, expected: int | None) -> None:
+        tracker.update(report.fetched, expected, report.pages)
+
+    sync = EntitySync(
+        spec,
+        client,
+        con,
+        sync_options(settings, config),
+        progress=progress,
+        should_stop=cancellation_check(context),
+    )
+    report = sync.run(request)
+    if report.schema_note:
+        context.log.info(report.schema_note)
+    tracker.update(report.fetched, report.fetched, report.pages, done=True)
+    context.log.info(
+        f"{spec.name}: {report.sync_type} sync ({report.window}), "
+        + ("nothing changed" if report.skipped else f"{report.fetched:,} rows in {report.pages} pages")
+        + f": {report.created:,} new, {report.updated:,} updated, {report.deleted:,} deleted"
+        + (f", {report.failed:,} failed" if report.failed else "")
+        + f" in {report.seconds:.1f} s"
+    )
+    metadata = report_metadata(con, spec, report, settings.overlap_seconds, scheme)
+    if report.failed:
+        context.log.warning(
+            f"{spec.name}: {report.failed} rows could not be stored (see sync_log, action 'failed'); "
+            f"first: {report.failures[:3]}"
+        )
+    return dg.MaterializeResult(
+        asset_key=spec.name, metadata=metadata, tags={"stash/sync_type": report.sync_type}
+    )
 
 
 def cancellation_check(context: dg.AssetExecutionContext, every_seconds: float = 2.0):
@@ -149,6 +224,7 @@ def _request(
     spec: EntitySpec,
     config: SyncConfig,
     partitions: dg.PartitionsDefinition,
+    last: SyncMetadata | None,
 ) -> SyncRequest:
     run_id = context.run.run_id if context.run else uuid.uuid4().hex
     mode = config.mode
@@ -156,6 +232,15 @@ def _request(
         if not config.ids:
             raise dg.Failure("mode=specific needs ids")
         return SyncRequest(spec.name, "specific", run_id, ids=list(config.ids))
+    if mode in ("auto", "incremental"):
+        scheme = partitioning_of(partitions)
+        if last and repartitioned(last.partitioning, scheme):
+            context.log.info(
+                f"{spec.name}: the partitions are by {scheme} now (the last sync's were by "
+                f"{last.partitioning or OLD_PARTITIONING}): this run is a full sync, so that every "
+                f"{scheme} partition is materialized"
+            )
+            return SyncRequest(spec.name, "full", run_id)
     if mode in ("full", "incremental"):
         return SyncRequest(spec.name, mode, run_id, since=config.since)
     if mode != "auto":
@@ -168,10 +253,3 @@ def _request(
 def declared_schema(spec: EntitySpec) -> dg.TableSchema:
     """The table's columns as declared by the spec (shown on the asset page before any run)."""
     return dg.TableSchema(columns=[dg.TableColumn(c.name, c.sql_type) for c in entity_columns(spec)])
-
-
-def build_entity_assets(settings: Settings | None = None) -> list[dg.AssetsDefinition]:
-    settings = settings or Settings.from_env()
-    partitions = monthly_partitions(settings.partition_start)
-    assets = [build_entity_asset(spec, partitions, settings) for spec in ENTITY_SPECS]
-    return list(dg.with_source_code_references(assets))

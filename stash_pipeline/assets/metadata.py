@@ -4,17 +4,19 @@ instance (never opening DuckDB while a run may hold it)."""
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 import duckdb
 
+from stash_pipeline.assets.partitions import repartitioned
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.links import links_digest, mirror_links
 from stash_pipeline.mirror.stamps import mirror_digest, mirror_linked_digest
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
-from stash_pipeline.mirror.windows import overlap_bound, stamp_bound
+from stash_pipeline.mirror.windows import any_offset_bound, overlap_bound, parse_stash_time, stamp_bound
 from stash_pipeline.model import EntitySpec
 
 
@@ -77,10 +79,19 @@ class SyncMetadata:
     schema_note: str | None = None  # "scenes: 1 new column (code), re-read all rows to fill it"
     stash_version: str | None = None
     not_offered: list[str] | None = None  # "studios.urls, read from studios.url"
+    partitioning: str | None = None  # "year" or "month" (None: written before it was recorded)
+    # Every row Stash writes after this sync began has a stamp text at or above this: where the
+    # next incremental run's partition range starts (``incremental_start``).
+    fresh_bound: str | None = None
 
     @classmethod
     def from_report(
-        cls, con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        spec: EntitySpec,
+        report: SyncReport,
+        overlap_seconds: float,
+        partitioning: str | None = None,
     ) -> "SyncMetadata":
         state = read_state(con, spec.name)
         cursor = state.cursor
@@ -130,6 +141,10 @@ class SyncMetadata:
             schema_note=report.schema_note,
             stash_version=report.stash_version,
             not_offered=report.not_offered or None,
+            partitioning=partitioning,
+            fresh_bound=any_offset_bound(state.server_time - timedelta(seconds=overlap_seconds))
+            if state.server_time
+            else None,
         )
 
     def to_dagster(self) -> dict[str, Any]:
@@ -178,8 +193,26 @@ def _file_digest(con: duckdb.DuckDBPyConnection, spec: EntitySpec, bound: str) -
 
 
 def report_metadata(
-    con: duckdb.DuckDBPyConnection, spec: EntitySpec, report: SyncReport, overlap_seconds: float
+    con: duckdb.DuckDBPyConnection,
+    spec: EntitySpec,
+    report: SyncReport,
+    overlap_seconds: float,
+    partitioning: str | None = None,
 ) -> dict[str, Any]:
     """The materialization metadata of one sync: the record, and the table's schema for the UI."""
-    record = SyncMetadata.from_report(con, spec, report, overlap_seconds)
+    record = SyncMetadata.from_report(con, spec, report, overlap_seconds, partitioning)
     return {**record.to_dagster(), "dagster/column_schema": table_schema(con, spec.name)}
+
+
+def incremental_start(states: list[SyncMetadata], partitioning: str) -> date | None:
+    """The earliest date the types' next incremental runs can write rows into: the partition range
+    of such a run starts at its partition (the sensor, the CLI).  Rows changed since a type's last
+    sync carry stamps at or after its ``fresh_bound`` (else its stamp bound, the overlap window's, or
+    the cursor: records from older releases), so that is where; None (every partition) when some type never synced or synced under
+    other partitions."""
+    bounds = [s.fresh_bound or s.stamp_bound or s.window_bound or s.cursor for s in states]
+    if not bounds or any(b is None for b in bounds):
+        return None
+    if any(repartitioned(s.partitioning, partitioning) for s in states):
+        return None
+    return min(parse_stash_time(b).date() for b in bounds if b)

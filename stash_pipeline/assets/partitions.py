@@ -1,4 +1,11 @@
-"""Monthly partitions on Stash's ``updated_at``, and the text window a partition range stands for.
+"""Yearly (or monthly) partitions on Stash's ``updated_at``, and the text window a partition range
+stands for.
+
+Yearly by default: a range run writes one materialization event per partition (Dagster's rule),
+so monthly ones cost 12 times the events for nothing a user re-syncs by ("March 2021"), and pass
+Dagster's 100-partition timestamp-fetch limit within a few years.  ``STASH_PARTITIONS=month``
+keeps months.  The scheme is recorded in every materialization's metadata (``partitioning``); the
+first run after it changed is a full sync, so every partition of the new scheme is materialized.
 
 The first partition is open below (older rows fall into it) and the last one open above (rows
 updated after the last partition started, or stamped in the future by a skewed clock), so every
@@ -12,10 +19,31 @@ import dagster as dg
 
 from stash_pipeline.mirror.windows import TextWindow
 
+PARTITIONINGS = ("year", "month")
+# Materializations from before the scheme was recorded were monthly.
+OLD_PARTITIONING = "month"
 
-def monthly_partitions(start: date) -> dg.MonthlyPartitionsDefinition:
-    # end_offset=1 includes the current (incomplete) month: today's edits belong to a partition.
-    return dg.MonthlyPartitionsDefinition(start_date=start.isoformat(), end_offset=1)
+
+def entity_partitions(start: date, by: str = "year") -> dg.TimeWindowPartitionsDefinition:
+    """The entity assets' partitions from ``start`` (its year, for yearly ones) to now.
+
+    end_offset=1 includes the current (incomplete) year or month: today's edits belong to one."""
+    if by == "month":
+        return dg.MonthlyPartitionsDefinition(start_date=start.isoformat(), end_offset=1)
+    if by != "year":
+        raise ValueError(f"unknown partitioning {by!r}: expected one of {', '.join(PARTITIONINGS)}")
+    return dg.TimeWindowPartitionsDefinition(
+        start=str(start.year), fmt="%Y", cron_schedule="0 0 1 1 *", end_offset=1
+    )
+
+
+def partitioning_of(partitions: dg.PartitionsDefinition) -> str:
+    return "month" if isinstance(partitions, dg.MonthlyPartitionsDefinition) else "year"
+
+
+def repartitioned(recorded: str | None, current: str) -> bool:
+    """Whether a type's last materialization used another scheme (None recorded: the old one)."""
+    return (recorded or OLD_PARTITIONING) != current
 
 
 def window_for(
@@ -27,7 +55,11 @@ def window_for(
     all_keys = partitions.get_partition_keys(dynamic_partitions_store=instance)
     ordered = sorted(keys)
     first, last = ordered[0], ordered[-1]
-    lower = None if not all_keys or first <= all_keys[0] else first
+    lower = (
+        None
+        if not all_keys or first <= all_keys[0]
+        else partitions.time_window_for_partition_key(first).start.date().isoformat()
+    )
     if all_keys and last >= all_keys[-1]:
         upper = None
     else:

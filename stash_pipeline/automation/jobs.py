@@ -7,7 +7,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from stash_pipeline.assets.entities import WRITER_POOL
-from stash_pipeline.assets.metadata import report_metadata
+from stash_pipeline.assets.metadata import SyncMetadata, report_metadata
+from stash_pipeline.assets.partitions import partitioning_of
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
 from stash_pipeline.model import spec_for
 from stash_pipeline.resources import StashResource, mirror_connection
@@ -38,11 +39,14 @@ def build_resync_ids_job(
             raise dg.Failure("ids is empty: give at least one id")
         run_id = context.run_id or uuid.uuid4().hex
         options = SyncOptions(page_size=settings.page_size, overlap_seconds=settings.overlap_seconds)
-        with stash.client() as client, mirror_connection(mirror) as con:
+        with stash.client() as client, mirror_connection(mirror, context.log.warning) as con:
             report = EntitySync(spec, client, con, options).run(
                 SyncRequest(spec.name, "specific", run_id, ids=list(config.ids))
             )
-            metadata = report_metadata(con, spec, report, settings.overlap_seconds)
+            # Materializes no partition of its own: it keeps the scheme the last sync recorded.
+            last = SyncMetadata.latest(context.instance, spec.name)
+            scheme = last.partitioning if last else partitioning_of(partitions)
+            metadata = report_metadata(con, spec, report, settings.overlap_seconds, scheme)
         # Recorded as a materialization of the entity asset (latest partition), so lineage and the
         # derived assets' automation see the change like any other sync.
         context.log_event(

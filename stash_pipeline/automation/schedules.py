@@ -6,8 +6,8 @@ bumping ``updated_at`` (o-counter, play counts, sub-group edits) are refreshed t
 
 import dagster as dg
 
+from stash_pipeline.assets.entities import ENTITY_OP
 from stash_pipeline.assets.partitions import range_tags
-from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.settings import Settings
 
 
@@ -15,7 +15,7 @@ def _all_types_request(partitions: dg.TimeWindowPartitionsDefinition, mode: str)
     """Every type in ``mode``, over every partition (each type reads from its own cursor when
     incremental, so the range is bookkeeping; for a full sync it is the whole library)."""
     return dg.RunRequest(
-        run_config={"ops": {s.name: {"config": {"mode": mode}} for s in ENTITY_SPECS}},
+        run_config={"ops": {ENTITY_OP: {"config": {"mode": mode}}}},
         tags={
             **range_tags(partitions),  # as of now (a manual test tick has no scheduled time)
             "stash/launched_by": "schedule",

@@ -16,16 +16,16 @@ change, in incremental mode.  Deletes and merges bump nothing, but they lower th
 
 import hashlib
 import json
-from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from stash_pipeline.assets.metadata import SyncMetadata
-from stash_pipeline.assets.partitions import range_tags
+from stash_pipeline.assets.entities import ENTITY_OP
+from stash_pipeline.assets.metadata import SyncMetadata, incremental_start
+from stash_pipeline.assets.partitions import OLD_PARTITIONING, partitioning_of, range_tags, repartitioned
 from stash_pipeline.mirror.links import links_digest, server_links
 from stash_pipeline.mirror.stamps import owned_files_filter, stamp_digest
-from stash_pipeline.mirror.windows import parse_stash_time, since_criterion
+from stash_pipeline.mirror.windows import since_criterion
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.resources import StashResource
 from stash_pipeline.settings import Settings
@@ -79,7 +79,9 @@ def probes_for(last: dict[str, SyncMetadata], stamp_limit: int) -> dict[Probe, d
     return probes
 
 
-def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_limit: int) -> dict[str, str]:
+def changed_types(
+    last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_limit: int, partitioning: str = "year"
+) -> dict[str, str]:
     """Which types changed, each with the reason (for the tick's log and the run's tags)."""
     reasons: dict[str, str] = {}
     for spec in ENTITY_SPECS:
@@ -88,6 +90,11 @@ def changed_types(last: dict[str, SyncMetadata], answers: dict[str, Any], stamp_
         stamps = answers.get(f"{spec.name}_stamps")
         if state.cursor is None and state.stamp_digest is None:
             reasons[spec.name] = "never synced"
+        elif repartitioned(state.partitioning, partitioning):
+            reasons[spec.name] = (
+                f"partitions are by {partitioning} now (by {state.partitioning or OLD_PARTITIONING} "
+                "at the last sync): a full sync materializes every partition"
+            )
         elif total != state.local_count:
             reasons[spec.name] = f"count {total} in Stash vs {state.local_count} mirrored"
         elif stamps is not None and stamp_digest(stamps) != state.stamp_digest:
@@ -161,11 +168,12 @@ def build_smart_sync_sensor(
                 answers = client.probe(probes_for(last, stamp_limit), with_totals=True)
         except StashError as exc:
             return dg.SkipReason(f"Stash is unreachable or refused the probe: {exc}")
-        reasons = changed_types(last, answers, stamp_limit)
+        scheme = partitioning_of(partitions)
+        reasons = changed_types(last, answers, stamp_limit, scheme)
         if not reasons:
             return dg.SkipReason("no change in Stash since the last sync (one probe request)")
         types = [s.name for s in ENTITY_SPECS if s.name in reasons]
-        tags = range_tags(partitions, since_of([last[t] for t in types]))
+        tags = range_tags(partitions, incremental_start([last[t] for t in types], scheme))
         fingerprint = json.dumps(
             {
                 "types": types,
@@ -181,16 +189,8 @@ def build_smart_sync_sensor(
         return dg.RunRequest(
             run_key=run_key,
             asset_selection=[dg.AssetKey(t) for t in types],
-            run_config={"ops": {t: {"config": {"mode": "incremental"}} for t in types}},
+            run_config={"ops": {ENTITY_OP: {"config": {"mode": "incremental"}}}},
             tags={**tags, "stash/launched_by": "sensor", "stash/sync_type": "incremental"},
         )
 
     return stash_smart_sync
-
-
-def since_of(states: list[SyncMetadata]) -> date | None:
-    """The earliest date the types' next incremental runs re-read from (None: some never synced)."""
-    bounds = [s.stamp_bound or s.window_bound or s.cursor for s in states]
-    if not bounds or any(b is None for b in bounds):
-        return None
-    return min(parse_stash_time(b).date() for b in bounds if b)

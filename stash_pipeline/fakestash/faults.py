@@ -9,6 +9,8 @@ Kinds (``params`` in brackets):
 - ``http_500`` / ``http_502`` / ``http_503``: that status with a short text body.
 - ``http_429`` [retry_after=0]: 429 with a ``Retry-After`` header (seconds; small so tests are fast).
 - ``drop``: the connection is closed without any answer.
+- ``outage`` [seconds=60]: like ``drop``, then the server stops listening (connections refused)
+  for that long and comes back on the same port with the same data (a Stash restart).
 - ``slow`` [seconds=1.0]: the answer is delayed (the request is then executed normally).
 - ``malformed_json``: 200 with the real answer cut in the middle (invalid JSON).
 - ``graphql_error`` [message="fake error"]: 200 with ``{"errors": [...], "data": null}``.
@@ -34,6 +36,7 @@ FAULT_KINDS: frozenset[str] = frozenset(
         "http_503",
         "http_429",
         "drop",
+        "outage",
         "slow",
         "malformed_json",
         "graphql_error",

@@ -53,9 +53,10 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], fake: Any) -> None:
+    def __init__(self, address: tuple[str, int], fake: Any, executor: Executor | None = None) -> None:
         self.fake = fake
-        self.executor = Executor(fake)
+        self.executor = executor or Executor(fake)
+        self.on_outage: Any = None  # set by FakeStashServer: stop listening for a while
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -209,6 +210,11 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "drop":
             self._drop()
             return True
+        if kind == "outage":
+            self._drop()
+            if self.server.on_outage is not None:
+                self.server.on_outage(float(fault.params.get("seconds", 60.0)))
+            return True
         if kind == "slow":
             time.sleep(float(fault.params.get("seconds", 1.0)))
             return False
@@ -342,17 +348,37 @@ class FakeStashServer:
 
     def __init__(self, fake: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self.fake = fake
-        self._httpd = _HTTPServer((host, port), fake)
         self.host = host
+        self._closed = threading.Event()
+        self.outages: list[float] = []  # seconds of each outage served (the "outage" fault)
+        self._listen(port)
         self.port: int = self._httpd.server_address[1]
         self.url = f"http://{host}:{self.port}"
+
+    def _listen(self, port: int, executor: Executor | None = None) -> None:
+        self._httpd = _HTTPServer((self.host, port), self.fake, executor)
+        self._httpd.on_outage = self._outage
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.02},
-            name=f"fakestash:{self.port}",
+            name=f"fakestash:{port}",
             daemon=True,
         )
         self._thread.start()
+
+    def _outage(self, seconds: float) -> None:
+        """Stop listening (connections are refused) for ``seconds``, then listen again on the same
+        port with the same data: a Stash restart, as a client sees it."""
+
+        def down_then_up() -> None:
+            old = self._httpd
+            old.shutdown()
+            old.server_close()
+            if not self._closed.wait(seconds):
+                self._listen(self.port, old.executor)
+                self.outages.append(seconds)
+
+        threading.Thread(target=down_then_up, name=f"fakestash-outage:{self.port}", daemon=True).start()
 
     @property
     def graphql_url(self) -> str:
@@ -363,6 +389,7 @@ class FakeStashServer:
         return self._httpd.executor
 
     def close(self) -> None:
+        self._closed.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)

@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from stash_pipeline.mirror.activity import changed_activity
-from stash_pipeline.mirror.db import GroupCommit, fetch_scalar
+from stash_pipeline.mirror.db import GroupCommit, failed_commit, fetch_scalar
 from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
 from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
@@ -485,6 +485,9 @@ class EntitySync:
             report.status = "cancelled" if stopped else "failed"
             report.error = str(exc)[:1000] or ("run terminated" if stopped else type(exc).__name__)
             report.seconds = time.perf_counter() - started
+            if failed_commit(exc):  # write nothing more: the next run finds this one unfinished
+                log.error("%s: the mirror could not store a transaction: %s", self.spec.name, exc)
+                raise
             self._finish(report, state, final=False)
             raise
         if self.spec.embedded_relations and (report.created or report.updated or report.deleted):
@@ -574,6 +577,19 @@ class EntitySync:
         after_id = None
         if self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:
             after_id = state.resume_after_id
+            # The position is committed with the pages it ends: rows up to it must be here.  If
+            # they are not (a failed write left the position without its pages), start over.
+            stored = fetch_scalar(self.con, f"SELECT max(id) FROM {self.spec.name}")
+            if stored is None or stored < after_id:
+                log.warning(
+                    "%s: the saved position (after id %s) is ahead of the stored rows (up to id %s): "
+                    "reading from the start",
+                    self.spec.name,
+                    after_id,
+                    stored,
+                )
+                after_id = None
+        if after_id is not None:
             log.info("%s: resuming %s sync after id %s", self.spec.name, mode, after_id)
             if mode in ("full", "incremental") and state.resume_cursor:
                 # The rows up to after_id were read by the interrupted run and are not read again;

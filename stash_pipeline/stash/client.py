@@ -51,6 +51,7 @@ class StashClient(PagedReads):
             "url": settings.stash_url,
             "api_key": settings.api_key,
             "timeout": settings.timeout,
+            "retry_seconds": settings.retry_seconds,
             "retries": settings.retries,
             "page_size": settings.page_size,
         }

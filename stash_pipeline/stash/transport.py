@@ -14,8 +14,10 @@
   ``StashProtocolError`` naming what was wrong.
 """
 
+import functools
 import logging
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from stash_pipeline.model import EntitySpec
@@ -55,6 +58,13 @@ T = TypeVar("T")
 _NOT_FOUND_RE = re.compile(r"([A-Za-z_][A-Za-z_ ]*?) with id (\d+) not found")
 
 _DB_LOCKED = "database is locked"
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process: httpx builds (and loads the CA bundle into) a new one for every
+    client, 20 ms each, and a run opens a client per step and per live check."""
+    return httpx.create_ssl_context()
 
 
 class _Transient(Exception):
@@ -86,6 +96,18 @@ class _Backoff(wait_base):
         if isinstance(exc, _Transient) and exc.retry_after:
             wait = max(wait, min(exc.retry_after, self.maximum))
         return wait
+
+
+class _StopAfterWaiting(stop_base):
+    """Stop once ``seconds`` were waited: the backoff sleeps (``idle_for``, right with a test's
+    recording sleep too) or the wall time since the first attempt (timeouts), the longer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        waited = max(retry_state.idle_for, retry_state.seconds_since_start or 0.0)
+        return waited >= self.seconds
 
 
 @dataclass(frozen=True)
@@ -143,9 +165,12 @@ def _payload(document: str, variables: Mapping[str, Any] | None, op: str | None)
 class Transport:
     """HTTP, auth, retries and answer checks for one Stash server.
 
-    ``retries`` is the number of *re*-tries after the first attempt (so ``retries=5`` means at most
-    6 requests).  Backoff: ``backoff_initial * 2**n`` plus up to ``backoff_jitter`` seconds of jitter,
-    capped at ``backoff_max``; ``sleep`` is the function that waits (tests pass a recorder).
+    Transient failures (refused connections, timeouts, 5xx, 429, a locked database) are retried
+    for ``retry_seconds`` from the first attempt: a Stash restarting for a minute or two is waited
+    for, with a log line per retry, then the request fails with a message saying for how long it
+    tried.  ``retries``, when given, also caps the number of *re*-tries (``retries=5``: at most 6
+    requests).  Backoff: ``backoff_initial * 2**n`` plus up to ``backoff_jitter`` seconds of
+    jitter, capped at ``backoff_max``; ``sleep`` is the function that waits (tests pass a recorder).
     """
 
     def __init__(
@@ -153,11 +178,12 @@ class Transport:
         url: str,
         api_key: str | None = None,
         timeout: float = Settings.timeout,
-        retries: int = Settings.retries,
+        retries: int | None = Settings.retries,
         page_size: int = Settings.page_size,
         *,
+        retry_seconds: float = Settings.retry_seconds,
         backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff_max: float = 10.0,
         backoff_jitter: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         ids_chunk_size: int = 1000,
@@ -170,12 +196,15 @@ class Transport:
             raise ValueError("the Stash URL must not carry the API key; pass api_key instead")
         if page_size < 1 or ids_chunk_size < 1:
             raise ValueError("page_size and ids_chunk_size must be >= 1")
-        if retries < 0:
+        if retries is not None and retries < 0:
             raise ValueError("retries must be >= 0")
+        if retry_seconds < 0:
+            raise ValueError("retry_seconds must be >= 0")
         self.url = base
         self.graphql_url = f"{base}/graphql"
         self.timeout = timeout
         self.retries = retries
+        self.retry_seconds = retry_seconds
         self.page_size = page_size
         self.ids_chunk_size = ids_chunk_size
         self._api_key = api_key or None
@@ -187,7 +216,9 @@ class Transport:
         self._wait = _Backoff(
             backoff_initial, backoff_max, backoff_initial if backoff_jitter is None else backoff_jitter
         )
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout), follow_redirects=False, verify=_tls_context()
+        )
         self.requests_sent = 0  # HTTP requests attempted (retries included): run metadata, tests
         self.server_time: datetime | None = None  # the Date of the latest answer
         self._count_lock = threading.Lock()
@@ -249,8 +280,12 @@ class Transport:
             raise _Transient(f"connection error ({type(exc).__name__}: {self._redact(str(exc))})") from exc
 
     def _with_retries(self, attempt: Callable[[], T], what: str) -> T:
+        stop: stop_base = _StopAfterWaiting(self.retry_seconds)
+        if self.retries is not None:
+            stop = stop | stop_after_attempt(self.retries + 1)
+        started = time.monotonic()
         retryer = Retrying(
-            stop=stop_after_attempt(self.retries + 1),
+            stop=stop,
             wait=self._wait,
             retry=retry_if_exception_type(_Transient),
             sleep=self._sleep,
@@ -260,8 +295,16 @@ class Transport:
         try:
             return retryer(attempt)
         except _Transient as exc:
-            attempts = self.retries + 1
-            message = f"Stash {what} failed after {attempts} attempt(s) at {self.url}: {exc.reason}"
+            attempts = retryer.statistics.get("attempt_number", 1)
+            elapsed = time.monotonic() - started
+            message = (
+                f"Stash {what} failed after {attempts} attempt(s) in {elapsed:.0f} s at {self.url}: "
+                f"{exc.reason}"
+            )
+            if attempts > 1:
+                message += (
+                    f" (a failing Stash is waited for up to {self.retry_seconds:.0f} s: STASH_RETRY_SECONDS)"
+                )
             if exc.final is StashUnavailableError:
                 raise StashUnavailableError(message, attempts=attempts, reason=exc.reason) from exc
             raise exc.final(message) from exc
@@ -272,12 +315,13 @@ class Transport:
         reason = exc.reason if isinstance(exc, _Transient) else repr(exc)
         wait = state.next_action.sleep if state.next_action is not None else 0.0
         logger.warning(
-            "Stash %s failed (%s); retry %d of %d in %.2fs",
+            "Stash %s failed (%s); waiting for it: retry %d in %.1f s (%.0f of up to %.0f s waited)",
             what,
             reason,
             state.attempt_number,
-            self.retries,
             wait,
+            state.seconds_since_start or 0.0,
+            self.retry_seconds,
         )
 
     def _post(self, payload: bytes) -> Reply:

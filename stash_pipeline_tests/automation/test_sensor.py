@@ -4,6 +4,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from stash_pipeline.assets.entities import ENTITY_OP
 from stash_pipeline.definitions import build_definitions
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
@@ -29,9 +30,7 @@ def world(tmp_path, make_fake_server):
 
 def full_sync(defs, instance):
     job = defs.resolve_job_def("stash_sync")
-    config = {
-        "ops": {k.path[-1]: {"config": {"mode": "full"}} for k in job.asset_layer.executable_asset_keys}
-    }
+    config = {"ops": {ENTITY_OP: {"config": {"mode": "full"}}}}
     result = job.execute_in_process(instance=instance, run_config=config, tags=all_partition_tags())
     assert result.success
 
@@ -171,9 +170,8 @@ def test_schedules_request_every_type_over_every_partition(world, name, mode):
     keys = defs.resolve_assets_def(dg.AssetKey("scenes")).partitions_def.get_partition_keys()
     assert request.tags["dagster/asset_partition_range_start"] == keys[0]
     assert request.tags["dagster/asset_partition_range_end"] == keys[-1]
-    assert {op: cfg["config"]["mode"] for op, cfg in request.run_config["ops"].items()} == dict.fromkeys(
-        ENTITY_NAMES, mode
-    )
+    assert request.run_config["ops"] == {ENTITY_OP: {"config": {"mode": mode}}}
+    assert request.asset_selection is None  # the job's selection: every entity type
     assert schedule.execution_timezone == settings.schedule_timezone
 
 

@@ -19,6 +19,7 @@ import duckdb
 import pytest
 
 from stash_pipeline.assets.derived import DERIVED_GROUP
+from stash_pipeline.assets.entities import ENTITY_OP
 from stash_pipeline.assets.partitions import RANGE_END, RANGE_START
 from stash_pipeline.definitions import build_definitions
 from stash_pipeline.fakestash.app import FakeStash
@@ -77,7 +78,7 @@ class DerivedEnv:
         return result
 
     def window(self, first: str | None = None, last: str | None = None) -> dg.ExecuteInProcessResult:
-        """A run over a partition range (default: the latest month) of every entity asset and every
+        """A run over a partition range (default: the latest partition) of every entity asset and every
         derived asset, mode ``auto``: the window the partitions stand for."""
         keys = self.partition_keys()
         tags = {RANGE_START: first or keys[-1], RANGE_END: last or keys[-1]}
@@ -87,7 +88,7 @@ class DerivedEnv:
         """Entity assets only, as a sensor or the UI launches them (the latest partition)."""
         keys = [k for k in ENTITY_KEYS if types is None or k.path[-1] in types]
         last = self.partition_keys()[-1]
-        config = {"ops": {k.path[-1]: {"config": {"mode": mode}} for k in keys}}
+        config = {"ops": {ENTITY_OP: {"config": {"mode": mode}}}}
         self._execute(keys, {RANGE_START: last, RANGE_END: last}, config)
 
     def resync_job(self, entity_type: str, ids: Sequence[int]) -> None:

@@ -17,12 +17,12 @@
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from stash_pipeline.assets.partitions import monthly_partitions
+from stash_pipeline.assets.partitions import entity_partitions
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer, serve
@@ -35,7 +35,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 LIBRARY = LibrarySize(scenes=400, images=1200)
 PAGE_SIZE = 50
 SENSOR_INTERVAL = 10  # the settings' minimum
-DAEMONS = ("SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR", "ASSET")
+DAEMONS = ("SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR", "ASSET", "MONITORING")
 
 _FAILED = pytest.StashKey[set[str]]()
 
@@ -86,8 +86,8 @@ def stack(
     root = tmp_path_factory.mktemp("e2e")
     fake = FakeStash.generated(LIBRARY, seed=7)
     server = serve(fake)
-    # A recent start: three monthly partitions (older rows fall into the first one, open below).
-    start = (date.today().replace(day=1) - timedelta(days=40)).replace(day=1)
+    # A recent start: two yearly partitions (older rows fall into the first one, open below).
+    start = date(date.today().year - 1, 1, 1)
     db_path = root / "mirror.duckdb"
     procs = DagsterProcesses.create(
         home=root / "dagster_home",
@@ -109,7 +109,7 @@ def stack(
         procs=procs,
         gql=gql,
         db_path=db_path,
-        partition_keys=monthly_partitions(start).get_partition_keys(),
+        partition_keys=entity_partitions(start).get_partition_keys(),
     )
     try:
         procs.migrate()

@@ -17,12 +17,16 @@ backfill, a sensor-driven catch-up, concurrent launches and the UI):
    the scenes page with the latest materialization's metadata; screenshots are kept.
 """
 
+import os
+import re
+import signal
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from stash_pipeline.assets.entities import ENTITY_OP
 from stash_pipeline.mirror.derived import DERIVED_TABLES
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline_tests.e2e.conftest import E2EStack
@@ -53,8 +57,8 @@ BROWSER_ARGS = [
 ]
 
 
-def _full_sync_config(mode: str = "full", assets: list[str] = ENTITY_ASSETS) -> dict:
-    return {"ops": {name: {"config": {"mode": mode}} for name in assets}}
+def _full_sync_config(mode: str = "full") -> dict:
+    return {"ops": {ENTITY_OP: {"config": {"mode": mode}}}}
 
 
 def _overlaps(a: dict, b: dict) -> bool:
@@ -266,6 +270,67 @@ def test_sensor_syncs_a_change_and_the_derived_assets_follow(stack: E2EStack) ->
     assert derived_run["tags"].get("dagster/sensor_name") == "derived_automation", derived_run["tags"]
 
 
+# -------------------------------------------------------------------------------------------- 4b
+def test_a_daemon_run_killed_with_sigkill_frees_its_slot_and_the_next_sensor_run_succeeds(
+    stack: E2EStack,
+) -> None:
+    """Run monitoring (dagster.yaml + stash_pipeline.launcher): a run worker killed mid-sync is
+    marked failed by the daemon and its writer slot freed; the sensor's next run goes through."""
+    _ensure_synced(stack)
+    gql, fake = stack.gql, stack.fake
+    gql.stop_sensor("stash_smart_sync")
+    gql.wait_until_idle(180)
+    fake.faults.fired.clear()
+    fake.faults.add("slow", times=10_000, match=SCENE_PAGES, seconds=SLOW_PAGE_SECONDS)
+    try:
+        run_id = gql.launch_run(
+            "stash_sync",
+            tags={**stack.range_tags, "stash/launched_by": "e2e"},
+            run_config=_full_sync_config(),
+        )
+        wait_until(
+            lambda: any(f.match == SCENE_PAGES for f in fake.faults.fired),
+            180,
+            "the daemon-launched sync to reach the scenes",
+            interval=0.2,
+            describe=lambda: gql.describe_run(run_id),
+        )
+        started = [e["message"] for e in gql.run_events(run_id) if "Started process for run" in e["message"]]
+        assert started, gql.describe_run(run_id)
+        pid = int(re.search(r"pid: (\d+)", started[0])[1])
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        run = gql.wait_for_run(run_id, 120)
+        noticed = time.monotonic() - killed
+    finally:
+        fake.faults.clear()
+    assert run["status"] == "FAILURE", gql.describe_run(run_id)
+    assert noticed < 60, f"the dead run was marked failed {noticed:.0f} s after the kill"
+    print(f"run worker {pid} killed; marked failed {noticed:.1f} s later")
+
+    scene_id = max(int(s["id"]) for s in fake.truth()["scenes"])
+    title = f"after the kill {uuid.uuid4().hex[:8]}"
+    edited = time.time()
+    fake.mutations.update("scene", scene_id, title=title)
+    gql.start_sensor("stash_smart_sync")
+
+    def sensor_run() -> dict | None:
+        runs = [
+            r
+            for r in gql.runs(limit=20)
+            if r["tags"].get("stash/launched_by") == "sensor" and r["creationTime"] >= edited
+        ]
+        return runs[-1] if runs and runs[-1]["status"] in FINISHED else None
+
+    after = wait_until(sensor_run, 180, "a sensor run after the kill that finishes", interval=1)
+    assert after["status"] == "SUCCESS", gql.describe_run(after["runId"])
+    gql.stop_sensor("stash_smart_sync")
+    gql.wait_until_idle(180)
+    with open_mirror(stack.db_path) as con:
+        row = con.execute("SELECT title FROM scenes WHERE id = ?", [scene_id]).fetchone()
+    assert row == (title,)
+
+
 # --------------------------------------------------------------------------------------------- 5
 def test_two_runs_launched_together_are_serialised_and_both_succeed(stack: E2EStack) -> None:
     _ensure_synced(stack)
@@ -275,7 +340,7 @@ def test_two_runs_launched_together_are_serialised_and_both_succeed(stack: E2ESt
     tags = {**stack.range_tags, "stash/launched_by": "e2e"}
     first = gql.launch_run("stash_sync", tags=tags, run_config=_full_sync_config("full"))
     second = gql.launch_run(
-        "stash_sync", tags=tags, run_config=_full_sync_config("incremental", ["scenes"]), assets=["scenes"]
+        "stash_sync", tags=tags, run_config=_full_sync_config("incremental"), assets=["scenes"]
     )
     runs = [gql.wait_for_run(run_id, 180) for run_id in (first, second)]
     for run in runs:

@@ -198,7 +198,7 @@ def test_key_never_in_retry_logs(
     assert SECRET not in str(info.value)
     assert "***" in str(info.value)  # a server echoing the key is redacted
     assert SECRET not in caplog.text
-    assert "retry 1 of 5" in caplog.text
+    assert "waiting for it: retry 1 in" in caplog.text
 
 
 def test_url_with_key_is_refused() -> None:

@@ -16,7 +16,8 @@ def test_defaults_with_empty_environment(tmp_path: Path) -> None:
     assert settings.stash_url == "http://127.0.0.1:9999"
     assert settings.api_key is None
     assert settings.db_path == "data/stash.duckdb"
-    assert (settings.page_size, settings.timeout, settings.retries) == (1000, 30.0, 5)
+    assert (settings.page_size, settings.timeout, settings.retries) == (1000, 30.0, None)
+    assert settings.retry_seconds == 300.0
     assert settings.overlap_seconds == 3600
     assert settings.partition_start == date(2019, 1, 1)
     assert settings.max_delete_fraction == 0.05
