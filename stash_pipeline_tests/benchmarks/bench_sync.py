@@ -461,8 +461,11 @@ def _cli_events(proc: Proc, dagster_home: Path) -> dict[str, Any]:
     import sqlite3
     from datetime import datetime
 
-    match = re.search(r"^run ([0-9a-f-]{36})", proc.stdout, re.MULTILINE)
-    db = dagster_home / "history" / "runs" / f"{match.group(1)}.db" if match else None
+    match = re.search(r"(?:^|\s)run ([0-9a-f-]{36})$", proc.stdout, re.MULTILINE)
+    runs = dagster_home / "history" / "runs"
+    db = runs / f"{match.group(1)}.db" if match else None
+    if db is None and runs.is_dir():  # stdout to a file can lose the report: the newest run
+        db = max(runs.glob("*.db"), key=lambda p: p.stat().st_mtime, default=None)
     if db is None or not db.exists():
         return {}
     with contextlib.closing(sqlite3.connect(db)) as con:
