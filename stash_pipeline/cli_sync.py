@@ -88,13 +88,11 @@ def _run(verbose: bool = False, **kwargs) -> int:
     from stash_pipeline.definitions import defs
     from stash_pipeline.instance import persistent_instance
     from stash_pipeline.runner import run_sync
-    from stash_pipeline.settings import Settings
 
     # One ASSET_MATERIALIZATION_PLANNED event per asset for a ranged run, instead of one per asset
     # and month partition (1,235 SQLite writes before a full sync starts: 10-30 s).  Dagster's
     # trade-off: a failed run does not mark each of its partitions failed.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    settings = Settings.from_env()
     instance = persistent_instance()
     bars = ProgressBars()
     progress.add_listener(bars)
@@ -102,7 +100,6 @@ def _run(verbose: bool = False, **kwargs) -> int:
         outcome = run_sync(
             defs,
             instance,
-            overlap_seconds=settings.overlap_seconds,
             log_level=None if verbose else "WARNING",
             **kwargs,
         )

@@ -8,12 +8,10 @@ records its pid in the run's event log ("Started process for run (pid: N)"; a CL
 its tags), and this launcher looks that process up in ``/proc``.
 """
 
-import os
-
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
-from stash_pipeline.runner import PID_TAG, PROCESS_START_TAG, _process_start
+from stash_pipeline.runner import PID_TAG, PROCESS_START_TAG, process_alive
 
 _STARTED = "Started process for run"
 
@@ -37,26 +35,6 @@ def worker_pid(instance: dg.DagsterInstance, run: dg.DagsterRun) -> tuple[int, s
     return None
 
 
-def process_state(pid: int, started: str | None) -> str:
-    """'alive', 'gone' (no such process, a zombie, or another process under a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "gone"
-    except PermissionError:
-        return "alive"
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return "alive"  # no /proc: trust kill(0)
-    if state in ("Z", "X"):
-        return "gone"  # killed, not yet reaped by its parent
-    if started and _process_start(pid) not in (None, started):
-        return "gone"
-    return "alive"
-
-
 class MonitoredRunLauncher(DefaultRunLauncher):
     """``DefaultRunLauncher`` that answers run monitoring's "is this run's worker alive?"."""
 
@@ -69,7 +47,7 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         if found is None:  # not started far enough to say: the start timeout covers it
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no worker pid recorded yet")
         pid, started = found
-        if process_state(pid, started) == "alive":
+        if process_alive(pid, started):
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"worker process {pid} is alive")
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"the run's process (pid {pid}) is gone (killed or crashed)"

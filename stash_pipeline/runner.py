@@ -55,25 +55,34 @@ class RunOutcome:
         return 2 if self.partial else 0
 
 
-def _process_start(pid: int) -> str | None:
-    """The start time of a process (Linux ``/proc``; None elsewhere or when it is gone)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux; None elsewhere or gone)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
+            return f.read().rsplit(")", 1)[-1].split()
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None  # field 22, starttime
 
 
-def _process_alive(pid: int, started: str | None) -> bool:
+def _process_start(pid: int) -> str | None:
+    """The start time of a process (Linux ``/proc``; None elsewhere or when it is gone)."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None  # field 22, starttime
+
+
+def process_alive(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` is a live process, and the one that started at ``started`` when given (a
+    reused pid is another process).  A zombie (killed, not yet reaped by its parent) is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    now = _process_start(pid)
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False
+    now = fields[19] if fields and len(fields) > 19 else None
     return not started or now is None or now == started
 
 
@@ -107,7 +116,7 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in records:
         run = record.dagster_run
         pid = run.tags.get(PID_TAG, "")
-        if not pid.isdigit() or _process_alive(int(pid), run.tags.get(PROCESS_START_TAG) or None):
+        if not pid.isdigit() or process_alive(int(pid), run.tags.get(PROCESS_START_TAG) or None):
             continue
         instance.report_run_failed(
             run, message=f"the process running it (pid {pid}) is gone (killed or crashed); slots freed"
@@ -127,7 +136,6 @@ def run_sync(
     since: str | None = None,
     ids: Sequence[int] = (),
     allow_mass_delete: bool = False,
-    overlap_seconds: float = 3600,
     with_derived: bool = True,
     log_level: str | None = None,
 ) -> RunOutcome:

@@ -23,7 +23,7 @@ from stash_pipeline.assets.partitions import (
     repartitioned,
     window_for,
 )
-from stash_pipeline.mirror.db import disk_full
+from stash_pipeline.mirror.db import is_disk_full
 from stash_pipeline.mirror.schema import entity_columns
 from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
 from stash_pipeline.model import ENTITY_SPECS, EntitySpec
@@ -132,10 +132,10 @@ def build_entity_assets(settings: Settings | None = None) -> list[dg.AssetsDefin
                     yield _sync_one(context, spec, config, partitions, settings, client, con)
                 except Exception as exc:
                     failed[spec.name] = exc
-                    full = disk_full(exc, mirror.database)
-                    if full is not None:
-                        raise full from exc
-                    if isinstance(exc, _SERVER_ERRORS) or cancellation_check(context)(force=True):
+                    # Stop: the server or the disk would fail every other type too (a full disk is
+                    # turned into its message once, by mirror_connection).
+                    stop = isinstance(exc, _SERVER_ERRORS) or is_disk_full(exc)
+                    if stop or cancellation_check(context)(force=True):
                         raise
                     context.log.error(f"{spec.name}: sync failed: {exc}")
         if failed:

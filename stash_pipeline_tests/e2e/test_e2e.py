@@ -85,6 +85,16 @@ def _run_full_sync_backfill(stack: E2EStack) -> dict:
     return backfill
 
 
+def _finished_sensor_run(gql, since: float) -> dict | None:
+    """The latest run the smart sensor created at or after ``since``, once it has finished."""
+    runs = [
+        r
+        for r in gql.runs(limit=20)
+        if r["tags"].get("stash/launched_by") == "sensor" and r["creationTime"] >= since
+    ]
+    return runs[-1] if runs and runs[-1]["status"] in FINISHED else None
+
+
 def _ensure_synced(stack: E2EStack) -> None:
     """Tests selected alone (``-k``) still start from a synced mirror."""
     if not stack.synced:
@@ -239,15 +249,12 @@ def test_sensor_syncs_a_change_and_the_derived_assets_follow(stack: E2EStack) ->
     edited = time.time()
     fake.mutations.update("scene", scene_id, title=title)
 
-    def sensor_run() -> dict | None:
-        runs = [
-            r
-            for r in gql.runs(limit=20)
-            if r["tags"].get("stash/launched_by") == "sensor" and r["creationTime"] >= edited
-        ]
-        return runs[-1] if runs and runs[-1]["status"] in FINISHED else None
-
-    run = wait_until(sensor_run, 120, "the sensor to launch a sync that finishes", interval=1)
+    run = wait_until(
+        lambda: _finished_sensor_run(gql, edited),
+        120,
+        "the sensor to launch a sync that finishes",
+        interval=1,
+    )
     assert run["status"] == "SUCCESS", gql.describe_run(run["runId"])
     assert [a["path"][0] for a in run["assetSelection"]] == ["scenes"], "only the changed type is synced"
     assert run["tags"]["stash/sync_type"] == "incremental", run["tags"]
@@ -314,15 +321,12 @@ def test_a_daemon_run_killed_with_sigkill_frees_its_slot_and_the_next_sensor_run
     fake.mutations.update("scene", scene_id, title=title)
     gql.start_sensor("stash_smart_sync")
 
-    def sensor_run() -> dict | None:
-        runs = [
-            r
-            for r in gql.runs(limit=20)
-            if r["tags"].get("stash/launched_by") == "sensor" and r["creationTime"] >= edited
-        ]
-        return runs[-1] if runs and runs[-1]["status"] in FINISHED else None
-
-    after = wait_until(sensor_run, 180, "a sensor run after the kill that finishes", interval=1)
+    after = wait_until(
+        lambda: _finished_sensor_run(gql, edited),
+        180,
+        "a sensor run after the kill that finishes",
+        interval=1,
+    )
     assert after["status"] == "SUCCESS", gql.describe_run(after["runId"])
     gql.stop_sensor("stash_smart_sync")
     gql.wait_until_idle(180)
