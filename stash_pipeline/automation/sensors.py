@@ -107,7 +107,7 @@ def changed_types(
             and links_digest(server_links(spec, answers.get(f"{spec.name}_links") or []))
             != state.links_digest
         ):
-            reasons[spec.name] = "links changed without a bump (sub-groups added or removed)"
+            reasons[spec.name] = "links changed without a bump (sub-groups or gallery chapters edited)"
         elif state.file_stamp_digest and stamp_digest(answers.get(f"{spec.name}_files") or []) != (
             state.file_stamp_digest
         ):

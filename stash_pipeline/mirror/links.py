@@ -10,11 +10,14 @@ the same rows with the one the last sync recorded.
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import duckdb
 
-from stash_pipeline.model import EntitySpec
+from stash_pipeline.mirror.windows import parse_stash_time
+from stash_pipeline.model import EntitySpec, Kind
+from stash_pipeline.model.kinds import TIMESTAMP
 
 JSON = dict[str, Any]
 
@@ -26,9 +29,17 @@ class LinkRow(NamedTuple):
     extras: tuple[Any, ...]
 
 
-def _plain(value: Any) -> Any:
-    """An extra as the mirror stores it: an empty string is NULL."""
-    return None if value == "" else value
+def _plain(value: Any, kind: Kind) -> Any:
+    """An extra in one form on both sides: an empty string is NULL, and a timestamp (Stash's text
+    in its local offset, the mirror's TIMESTAMPTZ) is the UTC instant as ISO text.  Compared as
+    they come, a chapter's ``created_at`` would differ from the mirror's on every run."""
+    if value is None or value == "":
+        return None
+    if kind is TIMESTAMP:
+        moment = parse_stash_time(value) if isinstance(value, str) else value
+        assert isinstance(moment, datetime)
+        return moment.astimezone(UTC).isoformat()
+    return value
 
 
 def server_links(spec: EntitySpec, items: Iterable[JSON]) -> list[LinkRow]:
@@ -43,7 +54,9 @@ def server_links(spec: EntitySpec, items: Iterable[JSON]) -> list[LinkRow]:
                     target = target.get(step) if isinstance(target, dict) else None
                 if target is None:
                     continue
-                extras = tuple(_plain(element.get(e.key)) for e in rel.extra if e.key != rel.target_path[0])
+                extras = tuple(
+                    _plain(element.get(e.key), e.kind) for e in rel.extra if e.key != rel.target_path[0]
+                )
                 rows.append(LinkRow(rel.table, owner, int(target), extras))
     return sorted(rows, key=_key)
 
@@ -52,10 +65,11 @@ def mirror_links(con: duckdb.DuckDBPyConnection, spec: EntitySpec) -> list[LinkR
     """The mirror's rows of the same relations, sorted."""
     rows: list[LinkRow] = []
     for rel in spec.unbumped_relations:
-        extras = [e.column for e in rel.extra if e.key != rel.target_path[0]]
-        columns = ", ".join([rel.owner_column, rel.target_column, *extras])
+        extras = [e for e in rel.extra if e.key != rel.target_path[0]]
+        columns = ", ".join([rel.owner_column, rel.target_column, *(e.column for e in extras)])
         for owner, target, *rest in con.execute(f"SELECT {columns} FROM {rel.table}").fetchall():
-            rows.append(LinkRow(rel.table, owner, target, tuple(_plain(v) for v in rest)))
+            values = tuple(_plain(v, e.kind) for v, e in zip(rest, extras, strict=True))
+            rows.append(LinkRow(rel.table, owner, target, values))
     return sorted(rows, key=_key)
 
 

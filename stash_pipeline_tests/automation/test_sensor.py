@@ -248,3 +248,19 @@ def test_a_new_marker_launches_a_markers_run(world):
     with duckdb.connect(settings.db_path, read_only=True) as con:
         assert mirror_differences(con, fake.truth()) == []
     assert tick(defs, instance).run_requests == []
+
+
+def test_a_gallery_chapter_added_without_a_bump_launches_a_galleries_run_then_quiet(world):
+    """The chapter's timestamps come as Stash's text and are mirrored as TIMESTAMPTZ: the link
+    digest must treat both as the same instant, or every later tick would launch a run."""
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    fake.mutations.chapter_create(fake.truth()["galleries"][0]["id"], "Sensor chapter", 1)
+    (request,) = tick(defs, instance).run_requests
+    assert [k.path[-1] for k in request.asset_selection] == ["galleries"]
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    before = fake.request_count
+    assert tick(defs, instance).run_requests == []
+    assert fake.request_count - before <= 2
