@@ -534,6 +534,7 @@ class EntitySync:
             # Before the rows are read: an event after this moves the totals the sensor compares.
             report.activity_totals = self.client.activity_totals()
         hidden: tuple[int, ...] = ()  # changed rows the read of the window cannot see
+        only_ids: tuple[int, ...] | None = None  # the stamps name every changed row: read just them
         if check_stamps and criterion is not None:
             check = self._stamp_check(state, criterion["value"])
             report.stamps_listed, report.stamps_changed = check.listed, len(check.changed)
@@ -550,6 +551,9 @@ class EntitySync:
                 return
             in_window = set(check.changed) - set(check.below)
             hidden = tuple(sorted(set(check.below) | (set(activity) - in_window)))
+            wanted = tuple(sorted(set(check.changed) | set(activity)))
+            if self._stamps_cover_window(check, criterion["value"], len(wanted), changed_count):
+                only_ids, hidden = wanted, ()
             if activity:
                 log.info(
                     "%s: %d rows with new plays, O counts, activity or links (no bump in Stash); "
@@ -569,13 +573,14 @@ class EntitySync:
         # newest row is among the read's own rows, so the server sorts only those (an incremental
         # read's few, not the whole table); if they all vanished since the count, re-read them all.
         catch_up_from = None
-        if mode in ("full", "incremental") and changed_count > self.options.page_size:
+        if only_ids is None and mode in ("full", "incremental") and changed_count > self.options.page_size:
             catch_up_from = self.client.latest_updated_at(self.spec, type_filter) or (
                 criterion["value"] if criterion else None
             )
-        resume_key = f"{mode}|{criterion}"
+        # A read by ids saves no position a later window read could resume from.
+        resume_key = f"{mode}|{criterion}" + ("|ids" if only_ids is not None else "")
         after_id = None
-        if self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:
+        if only_ids is None and self.spec.keyset and state.resume_key == resume_key and state.resume_after_id:
             after_id = state.resume_after_id
             # The position is committed with the pages it ends: rows up to it must be here.  If
             # they are not (a failed write left the position without its pages), start over.
@@ -631,7 +636,11 @@ class EntitySync:
 
         # The main read, then (once its last page is in, while its last batches merge) a catch-up
         # read of the rows changed since it began.
-        reads = [read(type_filter, **resume)]
+        if only_ids is not None:
+            changed_count = len(only_ids)
+            reads = [lambda keep_going: self._pages_by_ids(list(only_ids))]
+        else:
+            reads = [read(type_filter, **resume)]
         if hidden:
             reads.append(lambda keep_going: self._pages_by_ids(list(hidden)))
         if catch_up_from is not None:
@@ -691,6 +700,14 @@ class EntitySync:
         bound = stamp_bound(state.server_time, state.cursor, self.options.overlap_seconds) or window
         stamps = self.client.stamps(self.spec, self._filter(since_criterion(bound)))
         return compare_stamps(self.con, self.spec, bound, stamps, window)
+
+    def _stamps_cover_window(self, check: StampCheck, window: str, wanted: int, window_rows: int) -> bool:
+        """Whether reading only the rows the checks found changed (by id) replaces the read of the
+        overlap window: the stamp listing reached at least as low as the window (so every row in
+        it was compared), the type can be read by ids, and they are fewer than the window holds
+        (a big library's window re-reads rows it already has: 1,080 unchanged scenes at 200k).
+        A row edited after the listing is above the next run's stamp bound, as with a paged read."""
+        return self.spec.by_ids and check.bound <= window and 2 * wanted <= window_rows
 
     def _activity_check(self) -> tuple[int, ...]:
         """Rows whose plays, O counts or activity changed (``mirror.activity``); none when the type

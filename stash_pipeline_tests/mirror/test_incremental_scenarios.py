@@ -410,3 +410,16 @@ def test_gallery_chapters_without_a_bump(mirror_env):
     ]
     # Mirrored chapters compare equal to Stash's (timestamps as instants): nothing left to re-read.
     assert incremental_and_check(env)["galleries"]["links_changed"] == 0
+
+
+def test_rows_already_in_the_overlap_window_are_not_read_again(mirror_env):
+    """The stamp check names every changed row: an incremental run reads those by id, not the whole
+    overlap window (which, in a busy library, holds many rows the previous run already stored)."""
+    env = synced(mirror_env())
+    ids = [i["id"] for i in env.fake.truth()["images"]]
+    env.fake.mutations.bulk_update("image", ids[:30], photographer="First pass")
+    assert incremental_and_check(env)["images"]["updated"] == 30
+    env.fake.mutations.update("image", ids[-1], title="One more edit")
+    images = incremental_and_check(env)["images"]
+    # The 30 first-pass rows are still inside the window; only the edited one comes over the wire.
+    assert (images["fetched"], images["updated"], images["stamps_changed"]) == (1, 1, 1)
