@@ -4,7 +4,7 @@
 - The fake Stash runs here (``FakeStash.generated`` + ``serve`` on a free port), so tests mutate
   it directly and read its truth; the Dagster processes reach it through ``STASH_URL``.
 - ``DAGSTER_HOME`` is a temporary directory holding the project's ``dagster.yaml``
-  (``stash_pipeline.instance.INSTANCE_YAML``); the mirror is a temporary DuckDB file.
+  (``stash_pipeline.instance.instance_yaml``); the mirror is a temporary DuckDB file.
 - The processes run from an empty temporary working directory (the workspace file is given by its
   absolute path): a developer's ``.env`` or a cwd-relative path in the instance config cannot leak
   into, or out of, the test.

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import duckdb
 import httpx
 
-from stash_pipeline.instance import INSTANCE_YAML
+from stash_pipeline.instance import instance_yaml
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline_tests.expected_mirror import (
     LINKS,
@@ -99,7 +99,7 @@ class DagsterProcesses:
     ) -> "DagsterProcesses":
         for path in (home, workdir, log_dir):
             path.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+        (home / "dagster.yaml").write_text(instance_yaml(home))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STASH_", "DAGSTER_"))}
         env.update(stash_env)
         env.update(

@@ -1,0 +1,116 @@
+"""The event log storage (stash_pipeline/event_log.py) on a real DAGSTER_HOME: an existing history
+written by Dagster's default storage is read and extended after the upgrade, every event lands in
+the run's file and the cross-run index as before, and engines are reused, not rebuilt per write."""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from stash_pipeline import event_log
+from stash_pipeline.event_log import ReusedEngineSqliteEventLogStorage
+from stash_pipeline.instance import INSTANCE_YAML, ensure_dagster_home, instance_yaml
+
+
+@dg.asset
+def probe_asset() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": 3})
+
+
+@dg.asset_check(asset=probe_asset)
+def probe_check() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+# What stash-pipeline wrote before this storage: the same first line, Dagster's default storage.
+_OLD_YAML = INSTANCE_YAML.splitlines()[0] + "\ntelemetry:\n  enabled: false\n"
+
+
+def _materialize(instance: dg.DagsterInstance) -> str:
+    result = dg.materialize([probe_asset, probe_check], instance=instance)
+    assert result.success
+    return result.run_id
+
+
+def _materializations(instance: dg.DagsterInstance) -> list[str]:
+    records = instance.fetch_materializations(dg.AssetKey("probe_asset"), limit=10).records
+    return [r.run_id for r in records]
+
+
+@contextmanager
+def _no_dagster_home():
+    saved = os.environ.pop("DAGSTER_HOME")
+    try:
+        yield
+    finally:
+        os.environ["DAGSTER_HOME"] = saved
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    return tmp_path / "dagster_home"
+
+
+def test_an_existing_history_is_kept_and_extended(home):
+    home.mkdir()
+    (home / "dagster.yaml").write_text(_OLD_YAML)
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
+        old_run = _materialize(instance)
+
+    ensure_dagster_home()  # the CLI's upgrade of its own instance yaml
+    assert (home / "dagster.yaml").read_text() == instance_yaml(home)
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, ReusedEngineSqliteEventLogStorage)
+        assert instance.get_run_by_id(old_run) is not None
+        assert _materializations(instance) == [old_run]
+        new_run = _materialize(instance)
+        # The run's own file, the asset index and the check index all have the new run.
+        assert _materializations(instance) == [new_run, old_run]
+        run_events = instance.all_logs(new_run, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        assert len(run_events) == 1
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("probe_asset"), "probe_check")]
+        )
+        assert next(iter(check.values())).run_id == new_run
+    # Opened from its directory alone, as scripts do (no DAGSTER_HOME): the same history.
+    with _no_dagster_home(), dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, ReusedEngineSqliteEventLogStorage)
+        assert _materializations(instance) == [new_run, old_run]
+    # Same files where Dagster keeps them: the old storage reads the new run too.
+    (home / "dagster.yaml").write_text(_OLD_YAML)
+    with dg.DagsterInstance.get() as instance:
+        assert _materializations(instance) == [new_run, old_run]
+
+
+def test_engines_are_reused_and_bounded(home, monkeypatch):
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, ReusedEngineSqliteEventLogStorage)
+        first = _materialize(instance)
+        index_engine = storage._engines[storage.conn_string_for_shard("index")]
+        run_engine = storage._engines[storage.conn_string_for_shard(first)]
+        # Reading the run's events again goes through the same engine: none was built or dropped.
+        assert instance.all_logs(first)
+        assert storage._engines[storage.conn_string_for_shard(first)] is run_engine
+
+        second = _materialize(instance)  # a second run writes to the index through the same engine
+        assert storage._engines[storage.conn_string_for_shard("index")] is index_engine
+
+        monkeypatch.setattr(event_log, "ENGINES_KEPT", 2)
+        third = _materialize(instance)
+        assert len(storage._engines) == 2
+        assert storage.conn_string_for_shard(first) not in storage._engines  # least recently used
+        assert storage.conn_string_for_shard(third) in storage._engines
+        # A dropped engine is rebuilt when its file is read again, with the events intact.
+        assert len(instance.all_logs(first)) == len(instance.all_logs(second))
+
+
+def test_without_dagster_home_it_says_so(monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(ValueError, match="DAGSTER_HOME is not set"):
+        ReusedEngineSqliteEventLogStorage.from_config_value(None, {})
