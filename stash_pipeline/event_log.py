@@ -4,7 +4,7 @@ engine set-up.
 Dagster's ``SqliteEventLogStorage`` builds a new SQLAlchemy engine, and disposes of it, on every
 connection, and stores each event through up to four connections (the run's file, then the
 cross-run index for asset, check and run-status events).  A sync run writes a few hundred events,
-so building engines was a fifth of a small sync's wall time (docs/architecture.md §7).  The engines
+so building engines was a tenth to a sixth of a small sync's wall time (docs/architecture.md §7).  The engines
 are ``NullPool`` ones: they hold no connection between uses, so keeping one per file changes
 nothing but the set-up cost; each connection is still opened, committed and closed per write, under
 the storage's own lock, exactly as before.
@@ -30,12 +30,17 @@ from sqlalchemy.pool import NullPool
 ENGINES_KEPT = 32  # files with an engine kept (the index and the runs read or written lately)
 
 
+def event_log_dir(home: str | os.PathLike[str]) -> str:
+    """Where Dagster's default storage keeps a home's event logs: ``<home>/history/runs``."""
+    return os.path.join(home, "history", "runs", "")
+
+
 def default_base_dir() -> str:
-    """Where Dagster's default storage keeps the event logs: ``$DAGSTER_HOME/history/runs``."""
+    """The event log directory of the process's ``DAGSTER_HOME``."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         raise ValueError("DAGSTER_HOME is not set: the event log storage has no directory")
-    return os.path.join(home, "history", "runs", "")
+    return event_log_dir(home)
 
 
 class ReusedEngineSqliteEventLogStorage(SqliteEventLogStorage):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from stash_pipeline.event_log import event_log_dir
+
 DEFAULT_HOME = ".dagster_home"
 
 INSTANCE_YAML = """\
@@ -18,7 +20,7 @@ INSTANCE_YAML = """\
 
 # Storage: Dagster's SQLite files under $DAGSTER_HOME; the event log through our subclass of
 # Dagster's SQLite one, which reuses its database engines (stash_pipeline/event_log.py: same
-# files, same schema, a fifth of a small sync's wall time less).
+# files, same schema, a tenth to a sixth of a small sync's wall time less).
 event_log_storage:
   module: stash_pipeline.event_log
   class: ReusedEngineSqliteEventLogStorage
@@ -60,7 +62,7 @@ telemetry:
 def instance_yaml(home: Path) -> str:
     """Our ``dagster.yaml`` for ``home``: the event log's directory is written out, so the instance
     also opens from its directory alone (``DagsterInstance.from_config``) without DAGSTER_HOME."""
-    return INSTANCE_YAML.replace("{event_log_dir}", json.dumps(str(home / "history" / "runs")))
+    return INSTANCE_YAML.replace("{event_log_dir}", json.dumps(event_log_dir(home)))
 
 
 def ensure_dagster_home(default: str | os.PathLike[str] = DEFAULT_HOME) -> Path:
@@ -72,9 +74,8 @@ def ensure_dagster_home(default: str | os.PathLike[str] = DEFAULT_HOME) -> Path:
     wanted = instance_yaml(home)
     # Ours (first line) and older: brought up to date (run monitoring and the event log came with
     # later releases; a moved home gets its directory rewritten); one a user wrote is left alone.
-    if not config.exists() or (
-        config.read_text().startswith(INSTANCE_YAML.splitlines()[0]) and config.read_text() != wanted
-    ):
+    current = config.read_text() if config.exists() else None
+    if current is None or (current.startswith(INSTANCE_YAML.splitlines()[0]) and current != wanted):
         config.write_text(wanted)
     return home
 
