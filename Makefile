@@ -36,9 +36,12 @@ browser:
 	       "install it with: sudo apt-get install chromium" >&2; \
 	fi
 
+# One worker per core, each taking whole test files (module fixtures are built once per file).
+# TEST_WORKERS=0 runs in this process (e.g. for pdb).
+TEST_WORKERS ?= auto
 test: $(STAMP) browser
 	$(BIN)/ruff check stash_pipeline stash_pipeline_tests
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stash_pipeline stash_pipeline_tests
