@@ -591,6 +591,20 @@ class Mutations:
             self.store.touch()
             return fid
 
+    def file_clean(self, file_id: Any) -> None:
+        """A clean finding a file gone from disk: the file is deleted; its scene, image or
+        gallery IS bumped (its primary file reset to the next), or deleted with its last file."""
+        with self.store.lock:
+            owner, position = self._file(file_id)
+            kind = owner["files"][position]["_owner"]
+            if len(owner["files"]) == 1:
+                self.store.delete(kind, owner["id"])
+            else:
+                self.store.remove_files([owner["files"][position]])
+                owner["files"] = [f for i, f in enumerate(owner["files"]) if i != position]
+                owner["updated_at"] = self.clock.stamp()
+            self.store.touch()
+
     def scene_set_primary_file(self, scene_id: Any, file_id: Any) -> None:
         """``sceneUpdate(primary_file_id)``: that file moves to the front; the scene is bumped."""
         with self.store.lock:

@@ -44,6 +44,9 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+# Embedded type name -> ids of its rows whose owner links a merge removed (``prune_unlinked``).
+Unlinked = dict[str, list[int]]
+
 # By name, not position: an upgrade may add columns to sync_log (``mirror.evolution``).
 LOG_COLUMNS = (
     "run_id, entity_type, entity_id, action, sync_type, changed_fields, error, updated_at_text, logged_at"
@@ -122,30 +125,37 @@ class EntityMerger:
                     con, f"SELECT count(*) FROM {self.spec.name} WHERE id BETWEEN $lo AND $hi", bounds
                 )
                 if local == 0:
-                    self._append_new(con, bounds, log)
+                    unlinked = self._append_new(con, bounds, log)
                     outcome.created = ids.to_list()
                 else:
-                    self._merge_changes(con, bounds, log, outcome, force_write, len(ids))
+                    unlinked = self._merge_changes(con, bounds, log, outcome, force_write, len(ids))
+            else:
+                unlinked = {}
             failed = [(i if i is not None else -1, "failed", None, why, None) for i, why in page.failures]
             write_log(con, self.spec.name, log, failed)
             for name, rows in page.embedded.items():
                 inner = self.embedded[name].merge(con, rows, log)
                 outcome.embedded[name] = len(inner.created) + len(inner.updated)
+            for name, candidates in unlinked.items():  # after the page's own files are merged
+                prune_unlinked(con, self.embedded[name].spec, candidates, log)
         finally:
             unregister(con, "page_entities", *(f"page_link_{i}" for i in range(len(self.spec.relations))))
         return outcome
 
-    def _append_new(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], log: LogContext) -> None:
+    def _append_new(
+        self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], log: LogContext
+    ) -> Unlinked:
         """No local row in the batch's id range: every row is created, nothing to compare."""
         con.execute(
             f"INSERT INTO {self.spec.name} ({self.column_list}) SELECT {self.column_list} FROM page_entities"
         )
-        self._replace_links(con, bounds, "SELECT id FROM page_entities")
+        unlinked = self._replace_links(con, bounds, "SELECT id FROM page_entities")
         con.execute(
             f"INSERT INTO sync_log ({LOG_COLUMNS}) SELECT $run_id, $entity_type, id, 'created', $sync_type, "
             "NULL, NULL, updated_at_text, $now FROM page_entities",
             {"run_id": log.run_id, "entity_type": self.spec.name, "sync_type": log.sync_type, "now": log.now},
         )
+        return unlinked
 
     def _merge_changes(
         self,
@@ -155,7 +165,7 @@ class EntityMerger:
         outcome: PageOutcome,
         force_write: bool,
         n_rows: int,
-    ) -> None:
+    ) -> Unlinked:
         rows = con.execute(self.classify_sql, bounds).fetchall()
         log_rows: list[tuple] = []
         for entity_id, is_new, changed, updated_text in rows:
@@ -168,17 +178,19 @@ class EntityMerger:
                 for name in changed:
                     outcome.changed_relations.setdefault(name, set()).add(entity_id)
         outcome.unchanged = n_rows - len(rows)
+        unlinked: Unlinked = {}
         if force_write:
-            self._write(con, bounds, "SELECT id FROM page_entities")
+            unlinked = self._write(con, bounds, "SELECT id FROM page_entities")
         elif rows:
             con.register("write_ids", pl.DataFrame({"id": [r[0] for r in rows]}, schema={"id": pl.Int64}))
             try:
-                self._write(con, bounds, "SELECT id FROM write_ids")
+                unlinked = self._write(con, bounds, "SELECT id FROM write_ids")
             finally:
                 unregister(con, "write_ids")
         write_log(con, self.spec.name, log, log_rows)
+        return unlinked
 
-    def _write(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str) -> None:
+    def _write(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str) -> Unlinked:
         """Replace the rows: a delete by id and an append.  ``INSERT OR REPLACE`` did the same
         through the key index and cost ten times as much (450 scattered rows of 1M images: 50-70 ms
         against 5-7 ms), which made an incremental sync slower the larger the library."""
@@ -189,23 +201,31 @@ class EntityMerger:
             f"INSERT INTO {self.spec.name} ({self.column_list}) "
             f"SELECT {self.column_list} FROM page_entities WHERE id IN ({ids_sql})"
         )
-        self._replace_links(con, bounds, ids_sql)
+        return self._replace_links(con, bounds, ids_sql)
 
-    def _replace_links(self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str) -> None:
+    def _replace_links(
+        self, con: duckdb.DuckDBPyConnection, bounds: dict[str, int], ids_sql: str
+    ) -> Unlinked:
         """The owners' link rows become the page's (a new owner can already have rows in a table
-        owned by the other side: scene_galleries written by a scene before its gallery arrived)."""
+        owned by the other side: scene_galleries written by a scene before its gallery arrived).
+        Returns the embedded rows (files) whose links were removed: the candidates for pruning."""
+        unlinked: Unlinked = {}
         for table, rels in self.link_tables.items():
             for _i, rel in rels:
-                con.execute(
+                returning = f" RETURNING {rel.target_column}" if rel.embedded is not None else ""
+                removed = con.execute(
                     f"DELETE FROM {table} WHERE {rel.owner_column} BETWEEN $lo AND $hi "
-                    f"AND {rel.owner_column} IN ({ids_sql})",
+                    f"AND {rel.owner_column} IN ({ids_sql}){returning}",
                     bounds,
                 )
+                if rel.embedded is not None:
+                    unlinked.setdefault(rel.embedded.name, []).extend(r[0] for r in removed.fetchall())
             cols = ", ".join(c.name for c in LINK_TABLES[table].columns)
             union = " UNION ".join(
                 f"SELECT {cols} FROM page_link_{i} WHERE {rel.owner_column} IN ({ids_sql})" for i, rel in rels
             )
             con.execute(f"INSERT INTO {table} ({cols}) {union}")
+        return unlinked
 
 
 def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
@@ -328,8 +348,14 @@ def delete_entities(
             ).fetchall()
         ]
         con.execute(f"DELETE FROM {spec.name} WHERE id IN (SELECT id FROM doomed_ids)")
+        unlinked: Unlinked = {}
         for rel in spec.relations:
-            con.execute(f"DELETE FROM {rel.table} WHERE {rel.owner_column} IN (SELECT id FROM doomed_ids)")
+            returning = f" RETURNING {rel.target_column}" if rel.embedded is not None else ""
+            removed = con.execute(
+                f"DELETE FROM {rel.table} WHERE {rel.owner_column} IN (SELECT id FROM doomed_ids){returning}"
+            )
+            if rel.embedded is not None:
+                unlinked.setdefault(rel.embedded.name, []).extend(r[0] for r in removed.fetchall())
         for ref in references_to(spec.name):
             if ref.table == ref.owner_type:  # a single reference column: SET NULL
                 con.execute(
@@ -343,6 +369,8 @@ def delete_entities(
         write_log(con, spec.name, log, [(i, "deleted", None, None, None) for i in existing])
     finally:
         unregister(con, "doomed_ids")
+    for rel in spec.embedded_relations:  # a deleted scene's files go with it
+        prune_unlinked(con, rel.embedded, unlinked.get(rel.embedded.name, ()), log)
     return len(existing)
 
 
@@ -356,10 +384,40 @@ def embedding_links(embedded: EntitySpec) -> list[Relation]:
     ]
 
 
+def prune_unlinked(
+    con: duckdb.DuckDBPyConnection, embedded: EntitySpec, candidates: Iterable[int], log: LogContext
+) -> int:
+    """Delete those of ``candidates`` (embedded rows whose owner links were just removed) that no
+    owner links any more: a file dropped from its scene, or whose scene was deleted.  Stash deletes
+    such files too (a clean), or they belong to nobody the mirror holds.  Runs in the transaction
+    that removed the links, so a run stopped after it leaves no orphan behind, and looks only at
+    the candidates' own link rows: an incremental run costs the same at 1M files as at 10,000
+    (the anti-join over every file, ``prune_embedded``, took 60 ms per type at 1.2M files).
+    Returns the number of rows deleted (each logged)."""
+    wanted = sorted(set(candidates))
+    if not wanted:
+        return 0
+    con.register("unlinked_ids", pl.DataFrame({"id": wanted}, schema={"id": pl.Int64}))
+    try:
+        linked = " UNION ALL ".join(
+            f"SELECT {r.target_column} FROM {r.table} WHERE {r.target_column} IN (SELECT id FROM unlinked_ids)"
+            for r in embedding_links(embedded)
+        )
+        orphans = [
+            r[0]
+            for r in con.execute(
+                f"SELECT id FROM unlinked_ids WHERE id NOT IN ({linked}) ORDER BY id"
+            ).fetchall()
+        ]
+    finally:
+        unregister(con, "unlinked_ids")
+    return delete_entities(con, embedded, orphans, log)
+
+
 def prune_embedded(con: duckdb.DuckDBPyConnection, spec: EntitySpec, log: LogContext) -> int:
-    """Delete the embedded rows (files) no owner links any more: a file removed from its scene, or
-    whose scene was deleted.  Stash deletes such files too (a clean), or they belong to nobody the
-    mirror holds.  Returns the number of rows deleted (each logged)."""
+    """Delete every embedded row (file) no owner links, whatever left it: a full sync's sweep, which
+    also clears orphans a mirror kept from before merges pruned their own (``prune_unlinked``).
+    Returns the number of rows deleted (each logged)."""
     deleted = 0
     for rel in spec.embedded_relations:
         embedded = rel.embedded

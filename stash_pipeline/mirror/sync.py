@@ -490,8 +490,10 @@ class EntitySync:
                 raise
             self._finish(report, state, final=False)
             raise
-        if self.spec.embedded_relations and (report.created or report.updated or report.deleted):
-            with self._txn():  # files no row links any more (a file removed, its scene deleted)
+        if self.spec.embedded_relations and mode == "full":
+            # Each merge prunes the files it unlinked (``prune_unlinked``); a full sync also sweeps
+            # every file no row links, whatever left it.
+            with self._txn():
                 prune_embedded(self.con, self.spec, logctx)
         report.seconds = time.perf_counter() - started
         self._finish(report, state, final=True)

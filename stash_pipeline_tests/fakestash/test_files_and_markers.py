@@ -94,6 +94,23 @@ def test_a_file_added_or_made_primary_bumps_the_scene(world) -> None:
     assert int(data(server, FILES, {"ids": [str(added)]})["findFiles"]["files"][0]["id"]) == added
 
 
+def test_a_clean_removes_one_file_and_bumps_its_owner_or_deletes_it_with_its_last(world) -> None:
+    fake, server = world
+    scene = next(s for s in fake.truth()["scenes"] if s["files"])
+    added = fake.mutations.scene_add_file(scene["id"])
+    fake.clock.freeze(fake.clock.now() + 60)
+    primary = scene["files"][0]["id"]
+    fake.mutations.file_clean(primary)
+    now = next(s for s in fake.truth()["scenes"] if s["id"] == scene["id"])
+    assert [f["id"] for f in now["files"]] == [added]  # the next file is the primary now
+    assert now["updated_at"] == fake.clock.stamp()
+    assert data(server, FILES, {"ids": [str(added)]})["findFiles"]["count"] == 1
+    assert primary not in {int(f["id"]) for f in data(server, FILES)["findFiles"]["files"]}
+    fake.mutations.file_clean(added)  # its last file: the scene goes too
+    assert scene["id"] not in {s["id"] for s in fake.truth()["scenes"]}
+    assert added not in {int(f["id"]) for f in data(server, FILES)["findFiles"]["files"]}
+
+
 def test_markers_served_and_edited_without_a_scene_bump(world) -> None:
     fake, server = world
     truth = fake.truth()

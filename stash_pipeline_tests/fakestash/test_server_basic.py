@@ -188,3 +188,37 @@ def test_execution_error_shape(gql) -> None:
     body = response.json()
     assert body["data"] is None
     assert body["errors"] == [{"message": "invalid sort: bogus", "path": ["findScenes"]}]
+
+
+def test_stats_totals_follow_every_write(gql, small_fake) -> None:
+    """The totals are cached until the next write: each answer is the store's sums at that moment."""
+    totals = (
+        "stats { total_o_count total_play_count total_play_duration scenes_played scenes_size images_size }"
+    )
+
+    def expected() -> dict:
+        scenes = small_fake.store.tables["scene"].values()
+        images = small_fake.store.tables["image"].values()
+        size = lambda rows: float(sum(r["files"][0]["size"] for r in rows if r["files"]))  # noqa: E731
+        return {
+            "total_o_count": sum(r["o_counter"] or 0 for r in scenes)
+            + sum(r["o_counter"] or 0 for r in images),
+            "total_play_count": sum(r["play_count"] or 0 for r in scenes),
+            "total_play_duration": float(sum(r["play_duration"] or 0 for r in scenes)),
+            "scenes_played": sum(1 for r in scenes if r["play_count"]),
+            "scenes_size": size(scenes),
+            "images_size": size(images),
+        }
+
+    before = gql.data("{ " + totals + " }")["stats"]
+    assert before == expected()
+    scene = next(r["id"] for r in small_fake.store.tables["scene"].values() if not r["play_count"])
+    image = next(iter(small_fake.store.tables["image"]))
+    small_fake.mutations.scene_add_o(scene)
+    small_fake.mutations.scene_add_play(scene)
+    small_fake.mutations.image_increment_o(image)
+    after = gql.data("{ " + totals + " }")["stats"]
+    assert after == expected()
+    assert after["total_o_count"] == before["total_o_count"] + 2
+    assert after["total_play_count"] == before["total_play_count"] + 1
+    assert after["scenes_played"] == before["scenes_played"] + 1

@@ -5,6 +5,7 @@ silently as they do from a real server.  Every scenario runs against every Stash
 serves (``fakestash.versions``): the mirror holds what that release has, and NULL for the rest.
 """
 
+import duckdb
 import pytest
 
 from stash_pipeline.fakestash.generator import LibrarySize
@@ -372,6 +373,38 @@ def test_files_of_a_deleted_scene_go_with_it(mirror_env):
     gone = [f["id"] for f in scene["files"]]
     assert env.query(f"SELECT count(*) FROM files WHERE id IN ({', '.join('?' * len(gone))})", gone) == [(0,)]
     assert log_rows(env, "files", gone[0])[-1][0] == "deleted"
+
+
+def test_a_cleaned_file_leaves_the_mirror_with_nothing_else(mirror_env):
+    """A clean drops one of a scene's two files (the scene is bumped): the file goes, and the
+    incremental run prunes only it, in the scene's own transaction."""
+    env = synced(mirror_env())
+    scene = next(s for s in env.fake.truth()["scenes"] if s["files"])
+    added = env.fake.mutations.scene_add_file(scene["id"])
+    incremental_and_check(env)
+    files_before = env.query("SELECT count(*) FROM files")[0][0]
+    env.fake.mutations.file_clean(scene["files"][0]["id"])
+    incremental_and_check(env)
+    assert env.query("SELECT file_id, is_primary FROM scene_files WHERE scene_id = ?", [scene["id"]]) == [
+        (added, True)
+    ]
+    assert env.query("SELECT count(*) FROM files")[0][0] == files_before - 1
+    assert log_rows(env, "files", scene["files"][0]["id"])[-1][0] == "deleted"
+    deleted = env.query("SELECT entity_id FROM sync_log WHERE entity_type = 'files' AND action = 'deleted'")
+    assert deleted == [(scene["files"][0]["id"],)]
+
+
+def test_a_full_sync_sweeps_files_no_row_links(mirror_env):
+    """A mirror kept from before merges pruned their own files can hold orphans: a full sync
+    removes them; an incremental one leaves every other file alone."""
+    env = synced(mirror_env())
+    orphan = env.query("SELECT max(id) + 1000 FROM files")[0][0]
+    with duckdb.connect(env.db_path) as con:
+        con.execute("INSERT INTO files (id, path) VALUES (?, '/gone/orphan.mp4')", [orphan])
+    assert env.full().success
+    env.assert_equal()
+    assert env.query("SELECT count(*) FROM files WHERE id = ?", [orphan]) == [(0,)]
+    assert log_rows(env, "files", orphan)[-1][0] == "deleted"
 
 
 def test_marker_create_update_delete(mirror_env):
