@@ -1455,8 +1455,6 @@ class Executor:
         for r in t["image"].values():
             totals["images_size"] += _primary_file(r, "size") or 0
             totals["total_o_count"] += r.get("o_counter") or 0
-        for key in ("scenes_size", "scenes_duration", "total_play_duration", "images_size"):
-            totals[key] = float(totals[key])
         return totals
 
     def find_one(self, kind: str, args: dict[str, Any]) -> Entity | None:

@@ -118,6 +118,7 @@ class EntityMerger:
         con.register("page_entities", page.entities)
         for i, rel in enumerate(self.spec.relations):
             con.register(f"page_link_{i}", page.links[relation_key(rel)])
+        unlinked: Unlinked = {}
         try:
             if len(ids):
                 bounds = {"lo": ids.min(), "hi": ids.max()}
@@ -129,8 +130,6 @@ class EntityMerger:
                     outcome.created = ids.to_list()
                 else:
                     unlinked = self._merge_changes(con, bounds, log, outcome, force_write, len(ids))
-            else:
-                unlinked = {}
             failed = [(i if i is not None else -1, "failed", None, why, None) for i, why in page.failures]
             write_log(con, self.spec.name, log, failed)
             for name, rows in page.embedded.items():
@@ -212,20 +211,34 @@ class EntityMerger:
         unlinked: Unlinked = {}
         for table, rels in self.link_tables.items():
             for _i, rel in rels:
-                returning = f" RETURNING {rel.target_column}" if rel.embedded is not None else ""
-                removed = con.execute(
-                    f"DELETE FROM {table} WHERE {rel.owner_column} BETWEEN $lo AND $hi "
-                    f"AND {rel.owner_column} IN ({ids_sql}){returning}",
+                delete_links(
+                    con,
+                    rel,
+                    f"{rel.owner_column} BETWEEN $lo AND $hi AND {rel.owner_column} IN ({ids_sql})",
+                    unlinked,
                     bounds,
                 )
-                if rel.embedded is not None:
-                    unlinked.setdefault(rel.embedded.name, []).extend(r[0] for r in removed.fetchall())
             cols = ", ".join(c.name for c in LINK_TABLES[table].columns)
             union = " UNION ".join(
                 f"SELECT {cols} FROM page_link_{i} WHERE {rel.owner_column} IN ({ids_sql})" for i, rel in rels
             )
             con.execute(f"INSERT INTO {table} ({cols}) {union}")
         return unlinked
+
+
+def delete_links(
+    con: duckdb.DuckDBPyConnection,
+    rel: Relation,
+    where: str,
+    unlinked: Unlinked,
+    params: dict[str, int] | None = None,
+) -> None:
+    """Delete a relation's link rows; for links to embedded rows (files), add the targets to
+    ``unlinked``: the files that may now belong to nobody, the only ones pruning looks at."""
+    returning = f" RETURNING {rel.target_column}" if rel.embedded is not None else ""
+    removed = con.execute(f"DELETE FROM {rel.table} WHERE {where}{returning}", params)
+    if rel.embedded is not None:
+        unlinked.setdefault(rel.embedded.name, []).extend(r[0] for r in removed.fetchall())
 
 
 def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
@@ -350,12 +363,7 @@ def delete_entities(
         con.execute(f"DELETE FROM {spec.name} WHERE id IN (SELECT id FROM doomed_ids)")
         unlinked: Unlinked = {}
         for rel in spec.relations:
-            returning = f" RETURNING {rel.target_column}" if rel.embedded is not None else ""
-            removed = con.execute(
-                f"DELETE FROM {rel.table} WHERE {rel.owner_column} IN (SELECT id FROM doomed_ids){returning}"
-            )
-            if rel.embedded is not None:
-                unlinked.setdefault(rel.embedded.name, []).extend(r[0] for r in removed.fetchall())
+            delete_links(con, rel, f"{rel.owner_column} IN (SELECT id FROM doomed_ids)", unlinked)
         for ref in references_to(spec.name):
             if ref.table == ref.owner_type:  # a single reference column: SET NULL
                 con.execute(
@@ -399,16 +407,7 @@ def prune_unlinked(
         return 0
     con.register("unlinked_ids", pl.DataFrame({"id": wanted}, schema={"id": pl.Int64}))
     try:
-        linked = " UNION ALL ".join(
-            f"SELECT {r.target_column} FROM {r.table} WHERE {r.target_column} IN (SELECT id FROM unlinked_ids)"
-            for r in embedding_links(embedded)
-        )
-        orphans = [
-            r[0]
-            for r in con.execute(
-                f"SELECT id FROM unlinked_ids WHERE id NOT IN ({linked}) ORDER BY id"
-            ).fetchall()
-        ]
+        orphans = _orphans(con, embedded, "unlinked_ids")
     finally:
         unregister(con, "unlinked_ids")
     return delete_entities(con, embedded, orphans, log)
@@ -420,15 +419,19 @@ def prune_embedded(con: duckdb.DuckDBPyConnection, spec: EntitySpec, log: LogCon
     Returns the number of rows deleted (each logged)."""
     deleted = 0
     for rel in spec.embedded_relations:
-        embedded = rel.embedded
-        linked = " UNION ALL ".join(
-            f"SELECT {r.target_column} FROM {r.table}" for r in embedding_links(embedded)
-        )
-        orphans = [
-            r[0]
-            for r in con.execute(
-                f"SELECT id FROM {embedded.name} WHERE id NOT IN ({linked}) ORDER BY id"
-            ).fetchall()
-        ]
-        deleted += delete_entities(con, embedded, orphans, log)
+        deleted += delete_entities(con, rel.embedded, _orphans(con, rel.embedded, rel.embedded.name), log)
     return deleted
+
+
+def _orphans(con: duckdb.DuckDBPyConnection, embedded: EntitySpec, among: str) -> list[int]:
+    """The ids in ``among`` (the embedded table itself, or a view of candidate ids) that no owner
+    relation links.  For candidates, the link rows read are only theirs."""
+    selects = []
+    for r in embedding_links(embedded):
+        select = f"SELECT {r.target_column} FROM {r.table}"
+        if among != embedded.name:
+            select += f" WHERE {r.target_column} IN (SELECT id FROM {among})"
+        selects.append(select)
+    linked = " UNION ALL ".join(selects)
+    query = f"SELECT id FROM {among} WHERE id NOT IN ({linked}) ORDER BY id"
+    return [r[0] for r in con.execute(query).fetchall()]
