@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from stash_pipeline.fakestash.app import FakeStash
+from stash_pipeline.mirror.derived import DERIVED_TABLES
 from stash_pipeline.mirror.evolution import SCHEMA_VERSION, MirrorSchemaError, evolve
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline_tests.cli_harness import CliEnv, outcome, run_id_of
@@ -19,6 +20,8 @@ DOWNGRADE = [
     "DROP TABLE scene_groups",
     "ALTER TABLE sync_state DROP COLUMN refill_columns",
     "DROP TABLE mirror_schema",
+    "DROP TABLE mirror_changes",  # before the derived tables were rebuilt only on a change
+    "DROP TABLE derived_builds",
     "CREATE INDEX sync_log_entity ON sync_log (entity_type, entity_id)",
 ]
 
@@ -64,6 +67,13 @@ def test_one_sync_upgrades_an_old_mirror_in_place_and_keeps_its_history(tmp_path
         assert set(old_log) <= log_now
         assert set(old_runs) <= set(con.execute("SELECT run_id, entity_type FROM sync_runs").fetchall())
         assert con.execute("SELECT version FROM mirror_schema").fetchall() == [(SCHEMA_VERSION,)]
+        # The upgraded mirror counts its changes, and its derived tables were built from them.
+        assert con.execute("SELECT count(*) FROM mirror_changes WHERE entity_type = 'scenes'").fetchall() == [
+            (1,)
+        ]
+        assert con.execute(
+            "SELECT count(*) FROM derived_builds WHERE mirror_version = (SELECT max(version) FROM mirror_changes)"
+        ).fetchall() == [(len(DERIVED_TABLES),)]
         assert con.execute(
             "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'sync_log_entity'"
         ).fetchall() == [(0,)]

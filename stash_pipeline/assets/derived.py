@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from stash_pipeline.assets.entities import WRITER_POOL
 from stash_pipeline.assets.metadata import table_schema
-from stash_pipeline.mirror.derived import DERIVED_DEPENDENCIES, DERIVED_TABLES, DerivedTable, rebuild
+from stash_pipeline.mirror.derived import DERIVED_DEPENDENCIES, DERIVED_TABLES, DerivedTable, refresh
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline.resources import mirror_connection
 
@@ -90,20 +90,30 @@ def build_derived_assets() -> list[dg.AssetsDefinition]:
     ) -> Iterator[dg.MaterializeResult]:
         selected = {key.path[-1] for key in context.selected_asset_keys}
         built: list[str] = []
+        current: list[str] = []
         with mirror_connection(mirror, context.log.warning) as con:
             ensure_schema(con)
             for table in DERIVED_TABLES:
                 if table.name not in selected:
                     continue
-                rows = rebuild(con, table)
-                built.append(f"{table.name} {rows:,}")
+                build = refresh(con, table)
+                (built if build.rebuilt else current).append(f"{table.name} {build.rows:,}")
                 yield dg.MaterializeResult(
                     asset_key=table.name,
                     metadata={
-                        "dagster/row_count": dg.MetadataValue.int(rows),
+                        "dagster/row_count": dg.MetadataValue.int(build.rows),
                         "dagster/column_schema": table_schema(con, table.name),
+                        "rebuilt": build.rebuilt,
+                        "mirror_version": build.mirror_version,
+                        "built_at": dg.MetadataValue.timestamp(build.built_at),
                     },
                 )
-        context.log.info(f"rebuilt (rows): {', '.join(built)}")
+        if built:
+            context.log.info(f"rebuilt (rows): {', '.join(built)}")
+        if current:
+            context.log.info(
+                f"already computed from the mirror as it is (no change since their build; rows): "
+                f"{', '.join(current)}"
+            )
 
     return list(dg.with_source_code_references([derived_tables]))

@@ -2,14 +2,19 @@
 
 Each table is rebuilt whole with ``CREATE OR REPLACE TABLE … AS`` in one transaction: on a
 million images this is a few seconds of DuckDB, cheaper and simpler than incremental upkeep, and
-it can never drift from its inputs.
+it can never drift from its inputs.  A table already computed from the mirror as it is now (the
+same change version, ``mirror.changes``, and the same definition) is left as it is (``refresh``):
+a run that changed nothing does not pay for the rebuild.
 """
 
+import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import duckdb
 
-from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.changes import mirror_version
+from stash_pipeline.mirror.db import fetch_row, fetch_scalar
 
 
 @dataclass(frozen=True)
@@ -308,8 +313,74 @@ class MissingDerivedInput(RuntimeError):
     """A derived table reads another derived table that has not been built yet."""
 
 
-def rebuild(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> int:
-    """Recompute one derived table atomically; returns its row count."""
+@dataclass(frozen=True)
+class DerivedBuild:
+    """What ``refresh`` did with one derived table."""
+
+    rows: int
+    rebuilt: bool  # False: it was already computed from this mirror version
+    mirror_version: int
+    built_at: datetime
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """The ``derived_builds`` row a rebuild writes in its own transaction."""
+
+    mirror_version: int
+    definition: str
+    built_at: datetime
+
+
+def definition_digest(table: DerivedTable) -> str:
+    """Its SQL and the mirror's schema: a new version of either rebuilds the table."""
+    from stash_pipeline.mirror.evolution import SCHEMA_VERSION, expected_catalog
+
+    text = f"{table.sql}\n{SCHEMA_VERSION}\n{expected_catalog().fingerprint}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def refresh(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> DerivedBuild:
+    """Rebuild one derived table unless it is current: recorded in ``derived_builds`` at the
+    mirror's change version, with this definition, still present, and built after every derived
+    table it reads.  Every write that changes mirror rows moves the version in its own
+    transaction (``mirror.changes``), so "current" means equal to a rebuild, not merely recent."""
+    version = mirror_version(con)
+    definition = definition_digest(table)
+    row = fetch_row(
+        con,
+        "SELECT mirror_version, definition, built_at, row_count FROM derived_builds WHERE table_name = ?",
+        [table.name],
+    )
+    if row is not None and row[:2] == (version, definition) and _inputs_older(con, table, row[2]):
+        return DerivedBuild(row[3], False, version, row[2])
+    record = BuildRecord(version, definition, datetime.now(UTC))
+    return DerivedBuild(rebuild(con, table, record), True, version, record.built_at)
+
+
+def _inputs_older(con: duckdb.DuckDBPyConnection, table: DerivedTable, built_at: datetime) -> bool:
+    """The table exists and each derived table it reads was last built before it."""
+    if not fetch_scalar(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = ?",
+        [table.name],
+    ):
+        return False
+    needed = DERIVED_DEPENDENCIES.get(table.name, ())
+    if not needed:
+        return True
+    older = fetch_scalar(
+        con,
+        "SELECT count(*) FROM derived_builds WHERE table_name IN (SELECT unnest(?)) AND built_at <= ?",
+        [list(needed), built_at],
+    )
+    return older == len(needed)
+
+
+def rebuild(con: duckdb.DuckDBPyConnection, table: DerivedTable, record: BuildRecord | None = None) -> int:
+    """Recompute one derived table atomically (with its ``derived_builds`` row, when given);
+    returns its row count."""
     needed = DERIVED_DEPENDENCIES.get(table.name, ())
     if needed:
         present = {
@@ -327,8 +398,14 @@ def rebuild(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> int:
     con.begin()
     try:
         con.execute(f"CREATE OR REPLACE TABLE {table.name} AS {table.sql}")
+        rows = fetch_scalar(con, f"SELECT count(*) FROM {table.name}")
+        if record is not None:
+            con.execute(
+                "INSERT OR REPLACE INTO derived_builds VALUES (?, ?, ?, ?, ?)",
+                [table.name, record.mirror_version, record.definition, record.built_at, rows],
+            )
         con.commit()
     except BaseException:
         con.rollback()
         raise
-    return fetch_scalar(con, f"SELECT count(*) FROM {table.name}")
+    return rows

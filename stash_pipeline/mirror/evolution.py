@@ -32,7 +32,14 @@ from stash_pipeline.mirror.state import read_state, update_state
 log = logging.getLogger("stash_pipeline.schema")
 
 SCHEMA_VERSION = 2
-OPERATIONAL_TABLES = ("sync_runs", "sync_log", "sync_state", "mirror_schema")
+OPERATIONAL_TABLES = (
+    "sync_runs",
+    "sync_log",
+    "sync_state",
+    "mirror_changes",
+    "derived_builds",
+    "mirror_schema",
+)
 
 
 class MirrorSchemaError(RuntimeError):

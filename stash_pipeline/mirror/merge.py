@@ -15,6 +15,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from stash_pipeline.mirror.changes import mark_changed
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.frames import ShapedPage, relation_key
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
@@ -149,6 +150,7 @@ class EntityMerger:
             f"INSERT INTO {self.spec.name} ({self.column_list}) SELECT {self.column_list} FROM page_entities"
         )
         unlinked = self._replace_links(con, bounds, "SELECT id FROM page_entities")
+        mark_changed(con, self.spec.name, log.now)
         con.execute(
             f"INSERT INTO sync_log ({LOG_COLUMNS}) SELECT $run_id, $entity_type, id, 'created', $sync_type, "
             "NULL, NULL, updated_at_text, $now FROM page_entities",
@@ -186,6 +188,8 @@ class EntityMerger:
                 unlinked = self._write(con, bounds, "SELECT id FROM write_ids")
             finally:
                 unregister(con, "write_ids")
+        if force_write or rows:
+            mark_changed(con, self.spec.name, log.now)
         write_log(con, self.spec.name, log, log_rows)
         return unlinked
 
@@ -361,6 +365,7 @@ def delete_entities(
             ).fetchall()
         ]
         con.execute(f"DELETE FROM {spec.name} WHERE id IN (SELECT id FROM doomed_ids)")
+        mark_changed(con, spec.name, log.now)
         unlinked: Unlinked = {}
         for rel in spec.relations:
             delete_links(con, rel, f"{rel.owner_column} IN (SELECT id FROM doomed_ids)", unlinked)

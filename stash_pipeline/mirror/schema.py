@@ -127,6 +127,18 @@ OPERATIONAL_DDL = [
         -- the next incremental run's stamp check starts there (docs/architecture.md §6).
         server_time TIMESTAMPTZ
     )""",
+    """CREATE TABLE IF NOT EXISTS mirror_changes (
+        entity_type VARCHAR PRIMARY KEY,
+        version BIGINT NOT NULL,             -- of the last write that changed this type's rows
+        changed_at TIMESTAMPTZ NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS derived_builds (
+        table_name VARCHAR PRIMARY KEY,
+        mirror_version BIGINT NOT NULL,      -- max(mirror_changes.version) it was computed from
+        definition VARCHAR NOT NULL,         -- digest of its SQL and the mirror's schema
+        built_at TIMESTAMPTZ NOT NULL,
+        row_count BIGINT NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS mirror_schema (
         version INTEGER NOT NULL,            -- SCHEMA_VERSION of the code that last upgraded it
         fingerprint VARCHAR NOT NULL,        -- of every table's columns, to skip the catalog check

@@ -33,6 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from stash_pipeline.mirror.activity import changed_activity
+from stash_pipeline.mirror.changes import mark_changed
 from stash_pipeline.mirror.db import GroupCommit, failed_commit, fetch_scalar
 from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
@@ -876,6 +877,7 @@ class EntitySync:
                         f"INSERT INTO {rel.table} ({rel.owner_column}, {rel.target_column}) "
                         f"SELECT DISTINCT {rel.owner_column}, {rel.target_column} FROM membership"
                     )
+                    mark_changed(self.con, self.spec.name, logctx.now)
                 finally:
                     unregister(self.con, "membership", "membership_targets")
 

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stash_pipeline.mirror.derived import DERIVED_TABLES, TAG_ANCESTORS, rebuild
+from stash_pipeline.mirror.derived import DERIVED_BY_NAME, DERIVED_TABLES, TAG_ANCESTORS, rebuild, refresh
 from stash_pipeline_tests.expected_derived import expected_tag_ancestors
 
 
@@ -154,7 +154,16 @@ def change_files_and_markers(fake) -> set[str]:
     return {"file_duplicates", "scene_resolution", "entity_counts"}
 
 
+def delete_gallery_images(fake) -> set[str]:
+    """Deletes bump nothing: the sweep finds them, and the derived tables must follow."""
+    truth = fake.truth()
+    gallery = max(truth["galleries"], key=lambda g: len(_members_first_in(truth, g["id"])))
+    fake.mutations.destroy("image", [i["id"] for i in _members_first_in(truth, gallery["id"])[:2]])
+    return {"images_effective", "entity_counts"}
+
+
 SCENARIOS = {
+    "deletes": delete_gallery_images,
     "files_and_markers": change_files_and_markers,
     "galleries": change_galleries,
     "gallery_membership": change_gallery_membership,
@@ -176,6 +185,66 @@ def test_incremental_change_recomputes_derived(derived_env, scenario):
     after = {t.name: snapshot(env, t.name) for t in DERIVED_TABLES}
     for table in changed:  # the scenario really moved the derived table it targets
         assert after[table] != before[table], table
+
+
+def _materialized(env, table: str) -> dict:
+    event = env.instance.get_latest_materialization_event(dg.AssetKey(table))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def _plant_extra_rows(env) -> tuple[dict[str, int], dict[str, int]]:
+    """One copied row in every derived table that has rows: a rebuild drops it, a table left alone
+    keeps it.  Returns the row counts before and after."""
+    with duckdb.connect(env.db_path) as con:
+
+        def counts() -> dict[str, int]:
+            return {
+                t.name: con.execute(f"SELECT count(*) FROM {t.name}").fetchall()[0][0] for t in DERIVED_TABLES
+            }
+
+        before = counts()
+        for t in DERIVED_TABLES:
+            con.execute(f"INSERT INTO {t.name} SELECT * FROM {t.name} LIMIT 1")
+        return before, counts()
+
+
+def test_a_run_that_changes_nothing_leaves_the_derived_tables_as_they_are(derived_env):
+    env = synced(derived_env())
+    built, planted = _plant_extra_rows(env)
+    assert sum(planted[t] > built[t] for t in built) >= len(built) - 1  # file_duplicates may be empty
+    quiet = env.cli("incremental")
+    assert sorted(quiet.derived) == sorted(
+        k.to_user_string() for k in env.derived_keys()
+    )  # still materialized
+    for t in DERIVED_TABLES:
+        assert env.query(f"SELECT count(*) FROM {t.name}")[0][0] == planted[t.name], t.name
+        meta = _materialized(env, t.name)
+        assert meta["rebuilt"] is False, t.name
+        assert meta["dagster/row_count"] == built[t.name], t.name  # as built
+
+    # One change anywhere (a tag renamed: no derived row moves) and every table is rebuilt.
+    tag = env.fake.truth()["tags"][0]["id"]
+    env.fake.mutations.update("tag", tag, name="renamed, nothing derived moves")
+    env.cli("incremental")
+    env.assert_consistent()  # the planted rows are gone
+    for t in DERIVED_TABLES:
+        assert _materialized(env, t.name)["rebuilt"] is True, t.name
+
+
+def test_a_derived_table_is_rebuilt_when_it_is_missing_redefined_or_older_than_its_input(derived_env):
+    env = synced(derived_env())
+    counts = DERIVED_BY_NAME["entity_counts"]
+    with duckdb.connect(env.db_path) as con:
+        assert [refresh(con, t).rebuilt for t in DERIVED_TABLES] == [False] * len(DERIVED_TABLES)
+        con.execute("DROP TABLE tag_ancestors")  # a user dropped it
+        assert refresh(con, TAG_ANCESTORS).rebuilt
+        con.execute("UPDATE derived_builds SET definition = 'older' WHERE table_name = 'tag_ancestors'")
+        assert refresh(con, TAG_ANCESTORS).rebuilt  # a new version of its SQL or of the mirror
+        assert not refresh(con, counts).rebuilt
+        con.execute("UPDATE derived_builds SET definition = 'older' WHERE table_name = 'images_effective'")
+        assert refresh(con, DERIVED_BY_NAME["images_effective"]).rebuilt
+        assert refresh(con, counts).rebuilt  # it reads images_effective, rebuilt after it
+        assert not refresh(con, counts).rebuilt
 
 
 # ---------------------------------------------------------------- the case that broke a peer
