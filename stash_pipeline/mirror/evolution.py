@@ -171,6 +171,9 @@ def evolve(con: duckdb.DuckDBPyConnection) -> SchemaChanges:
         for table in catalog.tables:
             _evolve_table(con, table, existing.get(table.name), changes, fresh)
         _record_refills(con, changes)
+        # Another version had the mirror (an upgrade, or a run of an older release in between,
+        # which writes without moving ``mirror_changes``): no derived table counts as current.
+        con.execute("DELETE FROM derived_builds")
         con.execute("DELETE FROM mirror_schema")
         con.execute(
             "INSERT INTO mirror_schema VALUES (?, ?, ?, ?)",

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from stash_pipeline.mirror.derived import DERIVED_BY_NAME, DERIVED_TABLES, TAG_ANCESTORS, rebuild, refresh
+from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline_tests.expected_derived import expected_tag_ancestors
 
 
@@ -245,6 +246,10 @@ def test_a_derived_table_is_rebuilt_when_it_is_missing_redefined_or_older_than_i
         assert refresh(con, DERIVED_BY_NAME["images_effective"]).rebuilt
         assert refresh(con, counts).rebuilt  # it reads images_effective, rebuilt after it
         assert not refresh(con, counts).rebuilt
+        # An older release opened the mirror (it records its own schema, and writes unmarked).
+        con.execute("UPDATE mirror_schema SET fingerprint = 'an older release'")
+        ensure_schema(con)
+        assert [refresh(con, t).rebuilt for t in DERIVED_TABLES] == [True] * len(DERIVED_TABLES)
 
 
 # ---------------------------------------------------------------- the case that broke a peer
