@@ -122,7 +122,8 @@ def format_timeline(entity_type: str, entity_id: int, row: dict | None, entries:
 
 
 def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    """Per type: cursor, last full and incremental sync, counts, last status and error."""
+    """Per type: cursor, last full and incremental sync, when a sync last changed its rows (a sync
+    that finds nothing leaves it), counts, last status and error."""
     # A mirror not yet opened by this version lacks the newer columns (status only reads).
     present = {
         r[0]
@@ -138,6 +139,11 @@ def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
             f"stash_count, last_status, last_error, {', '.join(newer)} FROM sync_state"
         ).fetchall()
     }
+    changed = dict(
+        con.execute("SELECT entity_type, changed_at FROM mirror_changes").fetchall()
+        if _has_table(con, "mirror_changes")
+        else []
+    )
     rows = []
     for spec in ENTITY_SPECS:
         r = state.get(spec.name)
@@ -154,9 +160,18 @@ def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
                 "error": r[7] if r else None,
                 "stash_version": r[8] if r else None,
                 "not_offered": (r[9] or []) if r else [],
+                "last_change": changed.get(spec.name),
             }
         )
     return rows
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [name]
+        ).fetchall()[0][0]
+    )
 
 
 TYPE_WIDTH = max(len(spec.name) for spec in ENTITY_SPECS) + 2
@@ -169,13 +184,14 @@ def format_status(rows: list[dict]) -> str:
 
     w = TYPE_WIDTH
     lines = [
-        f"{'type':<{w}}{'status':<14}{'local':>9}{'stash':>9}  {'last full':<17}{'last incr.':<17}cursor"
+        f"{'type':<{w}}{'status':<14}{'local':>9}{'stash':>9}  {'last full':<17}{'last incr.':<17}"
+        f"{'last change':<17}cursor"
     ]
     for r in rows:
         stash = "-" if r["stash"] is None else str(r["stash"])
         lines.append(
             f"{r['type']:<{w}}{r['status'] or '-':<14}{r['local']:>9}{stash:>9}  {when(r['last_full']):<17}"
-            f"{when(r['last_incremental']):<17}{r['cursor'] or '-'}"
+            f"{when(r['last_incremental']):<17}{when(r['last_change']):<17}{r['cursor'] or '-'}"
         )
         if r["error"]:
             lines.append(f"    last error: {r['error']}")

@@ -178,3 +178,31 @@ def test_status_names_what_an_older_stash_does_not_offer(tmp_path, make_fake_ser
     assert "not offered by Stash v0.27.2: tags.sort_name" in status.stdout
     assert env.query("SELECT count(*) FROM tags WHERE sort_name IS NOT NULL") == [(0,)]
     assert env.query("SELECT DISTINCT stash_version FROM sync_state") == [("v0.27.2",)]
+
+
+def test_status_says_when_a_sync_last_changed_each_type(tmp_path, make_fake_server):
+    fake = FakeStash.generated(SCENARIO_SIZE, seed=6)
+    env = CliEnv(fake, make_fake_server(fake), tmp_path)
+    assert env.run("sync").returncode == 0
+
+    def changed_at() -> dict[str, object]:
+        return dict(env.query("SELECT entity_type, changed_at FROM mirror_changes"))
+
+    first = changed_at()
+    assert set(ENTITY_NAMES) <= set(first)  # every type was written by the first sync
+    assert env.run("sync").returncode == 0  # finds nothing: nothing moves
+    assert changed_at() == first
+    fake.mutations.update("scene", fake.truth()["scenes"][0]["id"], title="changed for status")
+    assert env.run("sync").returncode == 0
+    after = changed_at()
+    assert after["scenes"] > first["scenes"]
+    assert {k: v for k, v in after.items() if k != "scenes"} == {
+        k: v for k, v in first.items() if k != "scenes"
+    }
+
+    status = env.run("status")
+    assert status.returncode == 0, outcome(status)
+    header, *lines = status.stdout.splitlines()
+    assert "last change" in header
+    scenes = next(line for line in lines if line.startswith("scenes "))
+    assert after["scenes"].strftime("%Y-%m-%d %H:%M") in scenes
