@@ -452,6 +452,7 @@ class ScaleResult:
     changes: dict[str, int] = field(default_factory=dict)
     engine_incr: Proc | None = None
     cli_incr: Proc | None = None
+    cli_quiet: Proc | None = None  # a CLI sync right after the incremental one: nothing to do
     cli_events_incr: dict[str, Any] = field(default_factory=dict)
     sweep: list[tuple[int, Proc, Proc]] = field(default_factory=list)  # (page size, floor, engine)
     runs: dict[str, list[float]] = field(default_factory=dict)  # every repeat's seconds, by measure
@@ -608,6 +609,9 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
             res.cli_incr = run_cli(fake.url, cli_dir, args.page_size, full=False)
             res.cli_events_incr = _cli_events(res.cli_incr, cli_dir / "dagster_home")
             log(f"CLI incremental {res.cli_incr.seconds:.1f}s")
+            log("CLI: stash-pipeline sync that finds nothing (the derived tables stay as they are)")
+            res.cli_quiet = run_cli(fake.url, cli_dir, args.page_size, full=False)
+            log(f"CLI no-change {res.cli_quiet.seconds:.1f}s")
         for size in args.page_sizes:
             log(f"page size {size}: floor and bare-engine full sync")
             cfg = {**base, "page_size": size}
@@ -829,6 +833,16 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 res.cli_incr.seconds,
                 res.cli_incr.maxrss_mb,
                 cpu=res.cli_incr.cpu_s,
+            )
+        )
+    if res.cli_quiet:
+        rows.append(
+            Row(
+                f"[{tag}] CLI sync that finds nothing (derived tables left as they are)",
+                None,
+                res.cli_quiet.seconds,
+                res.cli_quiet.maxrss_mb,
+                cpu=res.cli_quiet.cpu_s,
             )
         )
         ev = res.cli_events_incr
@@ -1105,6 +1119,7 @@ def to_json(res: ScaleResult) -> dict[str, Any]:
         "changes": res.changes,
         "engine_incr": proc(res.engine_incr),
         "cli_incr": proc(res.cli_incr),
+        "cli_quiet": proc(res.cli_quiet),
         "cli_events_incr": res.cli_events_incr,
         "page_sizes": [{"page_size": s, "floor": proc(f), "engine": proc(e)} for s, f, e in res.sweep],
     }
