@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from stash_pipeline.mirror.db import table_exists
 from stash_pipeline.model import ENTITY_SPECS, spec_for
 
 
@@ -141,7 +142,7 @@ def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
     }
     changed = dict(
         con.execute("SELECT entity_type, changed_at FROM mirror_changes").fetchall()
-        if _has_table(con, "mirror_changes")
+        if table_exists(con, "mirror_changes")
         else []
     )
     rows = []
@@ -164,14 +165,6 @@ def status_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
             }
         )
     return rows
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [name]
-        ).fetchall()[0][0]
-    )
 
 
 TYPE_WIDTH = max(len(spec.name) for spec in ENTITY_SPECS) + 2

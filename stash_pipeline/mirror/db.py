@@ -118,6 +118,18 @@ def fetch_scalar(
     return rows[0][0] if rows else None
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the open database has table ``name`` in schema ``main``."""
+    return bool(
+        fetch_scalar(
+            con,
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ?",
+            [name],
+        )
+    )
+
+
 def fetch_row(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> tuple | None:

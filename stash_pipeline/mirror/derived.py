@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from stash_pipeline.mirror.changes import mirror_version
-from stash_pipeline.mirror.db import fetch_row, fetch_scalar
+from stash_pipeline.mirror.db import fetch_row, fetch_scalar, table_exists
 
 
 @dataclass(frozen=True)
@@ -352,20 +352,21 @@ def refresh(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> DerivedBuild
         "SELECT mirror_version, definition, built_at, row_count FROM derived_builds WHERE table_name = ?",
         [table.name],
     )
-    if row is not None and row[:2] == (version, definition) and _inputs_older(con, table, row[2]):
+    if (
+        row is not None
+        and row[:2] == (version, definition)
+        and _present_and_newer_than_inputs(con, table, row[2])
+    ):
         return DerivedBuild(row[3], False, version, row[2])
     record = BuildRecord(version, definition, datetime.now(UTC))
     return DerivedBuild(rebuild(con, table, record), True, version, record.built_at)
 
 
-def _inputs_older(con: duckdb.DuckDBPyConnection, table: DerivedTable, built_at: datetime) -> bool:
+def _present_and_newer_than_inputs(
+    con: duckdb.DuckDBPyConnection, table: DerivedTable, built_at: datetime
+) -> bool:
     """The table exists and each derived table it reads was last built before it."""
-    if not fetch_scalar(
-        con,
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND table_name = ?",
-        [table.name],
-    ):
+    if not table_exists(con, table.name):
         return False
     needed = DERIVED_DEPENDENCIES.get(table.name, ())
     if not needed:
@@ -383,13 +384,7 @@ def rebuild(con: duckdb.DuckDBPyConnection, table: DerivedTable, record: BuildRe
     returns its row count."""
     needed = DERIVED_DEPENDENCIES.get(table.name, ())
     if needed:
-        present = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-            ).fetchall()
-        }
-        missing = [name for name in needed if name not in present]
+        missing = [name for name in needed if not table_exists(con, name)]
         if missing:
             raise MissingDerivedInput(
                 f"{table.name} reads {', '.join(missing)}, not built yet: materialize "

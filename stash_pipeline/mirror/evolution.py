@@ -19,6 +19,7 @@ from importlib import metadata
 
 import duckdb
 
+from stash_pipeline.mirror.db import table_exists
 from stash_pipeline.mirror.schema import (
     LINK_TABLES,
     MIRRORED_SPECS,
@@ -132,11 +133,7 @@ def expected_catalog() -> Catalog:
 
 
 def _recorded(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
-    present = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND table_name = 'mirror_schema'"
-    ).fetchall()[0][0]
-    if not present:
+    if not table_exists(con, "mirror_schema"):
         return None
     row = con.execute(
         "SELECT version, fingerprint FROM mirror_schema ORDER BY upgraded_at DESC LIMIT 1"
