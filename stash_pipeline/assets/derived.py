@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from stash_pipeline.assets.entities import WRITER_POOL
 from stash_pipeline.assets.metadata import table_schema
@@ -73,6 +74,16 @@ def derived_spec(table: DerivedTable) -> dg.AssetSpec:
     )
 
 
+class DerivedConfig(dg.Config):
+    """By default a table already computed from its inputs as they are is left alone."""
+
+    rebuild: bool = Field(
+        default=False,
+        description="Rebuild every selected table even if none of its inputs changed since its "
+        "last build (after a table was edited or damaged by hand).",
+    )
+
+
 def build_derived_assets() -> list[dg.AssetsDefinition]:
     """Every derived table, one asset each, computed by ONE subsettable step (in the order of
     ``DERIVED_TABLES``, which puts a table after the derived tables it reads): the automation
@@ -86,7 +97,7 @@ def build_derived_assets() -> list[dg.AssetsDefinition]:
         description="Recomputes the selected derived tables inside DuckDB.",
     )
     def derived_tables(
-        context: dg.AssetExecutionContext, mirror: DuckDBResource
+        context: dg.AssetExecutionContext, config: DerivedConfig, mirror: DuckDBResource
     ) -> Iterator[dg.MaterializeResult]:
         selected = {key.path[-1] for key in context.selected_asset_keys}
         built: list[str] = []
@@ -96,7 +107,7 @@ def build_derived_assets() -> list[dg.AssetsDefinition]:
             for table in DERIVED_TABLES:
                 if table.name not in selected:
                     continue
-                build = refresh(con, table)
+                build = refresh(con, table, force=config.rebuild)
                 (built if build.rebuilt else current).append(f"{table.name} {build.rows:,}")
                 yield dg.MaterializeResult(
                     asset_key=table.name,
@@ -112,7 +123,7 @@ def build_derived_assets() -> list[dg.AssetsDefinition]:
             context.log.info(f"rebuilt (rows): {', '.join(built)}")
         if current:
             context.log.info(
-                f"already computed from the mirror as it is (no change since their build; rows): "
+                f"already computed from their inputs as they are (no change since their build; rows): "
                 f"{', '.join(current)}"
             )
 

@@ -5,14 +5,21 @@ entity, link, child or file row, and only with those: a run that finds nothing l
 
 Every writer calls ``mark_changed`` inside its own transaction (``EntityMerger`` when it writes
 rows, ``delete_entities``, the membership refresh), so a rolled-back page leaves no mark, and a
-derived table recorded at the current version is exact as it stands (``mirror.derived.refresh``).
+derived table recorded at the current version of the types it reads is exact as it stands
+(``mirror.derived.refresh``).  A write marks every type whose tables it changed: a delete that
+clears references in another type's tables marks that type too, and the gallery-side membership
+refresh marks the images, whose table (``image_galleries``) it rewrites.
 """
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 
 import duckdb
 
 from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.model import ENTITY_SPECS
 
 
 def mark_changed(con: duckdb.DuckDBPyConnection, entity_type: str, now: datetime) -> None:
@@ -24,6 +31,25 @@ def mark_changed(con: duckdb.DuckDBPyConnection, entity_type: str, now: datetime
     )
 
 
-def mirror_version(con: duckdb.DuckDBPyConnection) -> int:
-    """The version of the mirror's last change (0 before the first)."""
-    return fetch_scalar(con, "SELECT coalesce(max(version), 0) FROM mirror_changes")
+def version_of(con: duckdb.DuckDBPyConnection, entity_types: Iterable[str]) -> int:
+    """The version of the last change to any of these types' rows (0 before the first)."""
+    return fetch_scalar(
+        con,
+        "SELECT coalesce(max(version), 0) FROM mirror_changes WHERE entity_type IN (SELECT unnest(?))",
+        [sorted(set(entity_types))],
+    )
+
+
+@cache
+def table_writers() -> dict[str, frozenset[str]]:
+    """Every mirror table and the types whose marks record a change to it: an entity table and its
+    link tables their type's (a link table that both sides refresh, both types'), an embedded
+    table (``files``) its own."""
+    writers: dict[str, set[str]] = defaultdict(set)
+    for spec in ENTITY_SPECS:
+        writers[spec.name].add(spec.name)
+        for rel in spec.relations:
+            writers[rel.table].add(spec.name)
+            if rel.embedded is not None:
+                writers[rel.embedded.name].add(rel.embedded.name)
+    return {table: frozenset(types) for table, types in writers.items()}

@@ -8,12 +8,13 @@ a run that changed nothing does not pay for the rebuild.
 """
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
 
-from stash_pipeline.mirror.changes import mirror_version
+from stash_pipeline.mirror.changes import table_writers, version_of
 from stash_pipeline.mirror.db import fetch_row, fetch_scalar, table_exists
 
 
@@ -21,7 +22,7 @@ from stash_pipeline.mirror.db import fetch_row, fetch_scalar, table_exists
 class DerivedTable:
     name: str
     description: str
-    inputs: tuple[str, ...]  # mirror tables (entity asset names first) it reads
+    inputs: tuple[str, ...]  # the entity types (assets) whose tables it reads
     sql: str  # SELECT producing the table
 
 
@@ -318,8 +319,8 @@ class DerivedBuild:
     """What ``refresh`` did with one derived table."""
 
     rows: int
-    rebuilt: bool  # False: it was already computed from this mirror version
-    mirror_version: int
+    rebuilt: bool  # False: it was already computed from this version of its inputs
+    mirror_version: int  # of the types it reads (``changed_by``)
     built_at: datetime
 
 
@@ -332,20 +333,32 @@ class BuildRecord:
     built_at: datetime
 
 
+def changed_by(table: DerivedTable) -> tuple[str, ...]:
+    """The types whose changes can move this table: the writers of every mirror table its SQL
+    names (``mirror.changes.table_writers``).  Read from the SQL itself, so a new join cannot be
+    forgotten here; a table named only in a comment costs a needless rebuild, never a stale one."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", table.sql))
+    writers = table_writers()
+    return tuple(sorted({t for name in words & writers.keys() for t in writers[name]}))
+
+
 def definition_digest(table: DerivedTable) -> str:
-    """Its SQL and the mirror's schema: a new version of either rebuilds the table."""
+    """Its SQL, the types it is versioned by and the mirror's schema: a new version of any of
+    them rebuilds the table."""
     from stash_pipeline.mirror.evolution import SCHEMA_VERSION, expected_catalog
 
-    text = f"{table.sql}\n{SCHEMA_VERSION}\n{expected_catalog().fingerprint}"
+    text = f"{table.sql}\n{changed_by(table)}\n{SCHEMA_VERSION}\n{expected_catalog().fingerprint}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def refresh(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> DerivedBuild:
+def refresh(con: duckdb.DuckDBPyConnection, table: DerivedTable, force: bool = False) -> DerivedBuild:
     """Rebuild one derived table unless it is current: recorded in ``derived_builds`` at the
-    mirror's change version, with this definition, still present, and built after every derived
-    table it reads.  Every write that changes mirror rows moves the version in its own
-    transaction (``mirror.changes``), so "current" means equal to a rebuild, not merely recent."""
-    version = mirror_version(con)
+    change version of the types it reads (``changed_by``), with this definition, still present,
+    and built after every derived table it reads.  Every write that changes mirror rows moves its
+    types' version in its own transaction (``mirror.changes``), so "current" means equal to a
+    rebuild, not merely recent; a play (scenes) leaves the image tables alone.  ``force``
+    rebuilds it anyway (a table edited by hand: nothing marks that)."""
+    version = version_of(con, changed_by(table))
     definition = definition_digest(table)
     row = fetch_row(
         con,
@@ -353,7 +366,8 @@ def refresh(con: duckdb.DuckDBPyConnection, table: DerivedTable) -> DerivedBuild
         [table.name],
     )
     if (
-        row is not None
+        not force
+        and row is not None
         and row[:2] == (version, definition)
         and _present_and_newer_than_inputs(con, table, row[2])
     ):

@@ -371,14 +371,16 @@ def delete_entities(
             delete_links(con, rel, f"{rel.owner_column} IN (SELECT id FROM doomed_ids)", unlinked)
         for ref in references_to(spec.name):
             if ref.table == ref.owner_type:  # a single reference column: SET NULL
-                con.execute(
+                touched = con.execute(
                     f"UPDATE {ref.table} SET {ref.target_column} = NULL "
                     f"WHERE {ref.target_column} IN (SELECT id FROM doomed_ids)"
-                )
+                ).fetchone()
             else:
-                con.execute(
+                touched = con.execute(
                     f"DELETE FROM {ref.table} WHERE {ref.target_column} IN (SELECT id FROM doomed_ids)"
-                )
+                ).fetchone()
+            if touched and touched[0]:  # the referrers' rows changed too (a derived table may read them)
+                mark_changed(con, ref.owner_type, log.now)
         write_log(con, spec.name, log, [(i, "deleted", None, None, None) for i in existing])
     finally:
         unregister(con, "doomed_ids")

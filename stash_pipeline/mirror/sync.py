@@ -877,7 +877,9 @@ class EntitySync:
                         f"INSERT INTO {rel.table} ({rel.owner_column}, {rel.target_column}) "
                         f"SELECT DISTINCT {rel.owner_column}, {rel.target_column} FROM membership"
                     )
+                    # The table is the owner's (image_galleries), the edit this type's: mark both.
                     mark_changed(self.con, self.spec.name, logctx.now)
+                    mark_changed(self.con, owner.name, logctx.now)
                 finally:
                     unregister(self.con, "membership", "membership_targets")
 

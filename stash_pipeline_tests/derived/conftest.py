@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stash_pipeline.assets.derived import DERIVED_GROUP
+from stash_pipeline.assets.derived import DERIVED_GROUP, DERIVED_OP
 from stash_pipeline.assets.entities import ENTITY_OP
 from stash_pipeline.assets.partitions import RANGE_END, RANGE_START
 from stash_pipeline.definitions import build_definitions
@@ -54,6 +54,11 @@ class DerivedEnv:
 
     def full(self) -> RunOutcome:
         return self.cli("full")
+
+    def materialize_derived(self, rebuild: bool = False) -> dg.ExecuteInProcessResult:
+        """Every derived asset, as the UI's "Materialize all" of the group would (with its config)."""
+        config = {"ops": {DERIVED_OP: {"config": {"rebuild": rebuild}}}}
+        return self._execute(self.derived_keys(), run_config=config)
 
     def derived_keys(self) -> list[dg.AssetKey]:
         graph = self.defs.resolve_asset_graph()

@@ -9,7 +9,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from stash_pipeline.mirror.derived import DERIVED_BY_NAME, DERIVED_TABLES, TAG_ANCESTORS, rebuild, refresh
+from stash_pipeline.mirror.derived import (
+    DERIVED_BY_NAME,
+    DERIVED_TABLES,
+    TAG_ANCESTORS,
+    changed_by,
+    rebuild,
+    refresh,
+)
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline_tests.expected_derived import expected_tag_ancestors
 
@@ -163,8 +170,20 @@ def delete_gallery_images(fake) -> set[str]:
     return {"images_effective", "entity_counts"}
 
 
+def delete_image_performer(fake) -> set[str]:
+    """A performer deleted: its links go from the images' and galleries' tables (which no mark of
+    theirs moved before), so the image tables must follow as well as the scene and count ones."""
+    truth = fake.truth()
+    on_images = {p for i in truth["images"] for p in i["performer_ids"]}
+    on_galleries = {p for g in truth["galleries"] for p in g["performer_ids"]}
+    performer = min(on_images & on_galleries)
+    fake.mutations.destroy("performer", [performer])
+    return {"image_performers_effective", "entity_counts"}
+
+
 SCENARIOS = {
     "deletes": delete_gallery_images,
+    "deleted_performer": delete_image_performer,
     "files_and_markers": change_files_and_markers,
     "galleries": change_galleries,
     "gallery_membership": change_gallery_membership,
@@ -223,13 +242,43 @@ def test_a_run_that_changes_nothing_leaves_the_derived_tables_as_they_are(derive
         assert meta["rebuilt"] is False, t.name
         assert meta["dagster/row_count"] == built[t.name], t.name  # as built
 
-    # One change anywhere (a tag renamed: no derived row moves) and every table is rebuilt.
+    # A tag renamed (no derived row moves): the tables that read the tags' tables are rebuilt,
+    # and only those; the others keep their planted row.
     tag = env.fake.truth()["tags"][0]["id"]
     env.fake.mutations.update("tag", tag, name="renamed, nothing derived moves")
     env.cli("incremental")
+    reads_tags = {t.name for t in DERIVED_TABLES if "tags" in changed_by(t)}
+    assert reads_tags == {"tag_ancestors", "entity_counts"}
+    _assert_rebuilt_only(env, reads_tags, built, planted)
+
+    # A scene played (an unbumped change of the scenes): the scene tables, not the image ones.
+    scene = env.fake.truth()["scenes"][0]["id"]
+    env.fake.mutations.scene_add_play(scene)
+    env.cli("incremental")
+    reads_scenes = {t.name for t in DERIVED_TABLES if "scenes" in changed_by(t)}
+    assert reads_scenes == {"scene_inherited_tags", "entity_counts", "scene_resolution"}
+    _assert_rebuilt_only(env, reads_scenes, built, planted, earlier=reads_tags)
+
+    # Asked for (a table edited by hand), a rebuild does not wait for a change.
+    env.materialize_derived(rebuild=True)
     env.assert_consistent()  # the planted rows are gone
     for t in DERIVED_TABLES:
         assert _materialized(env, t.name)["rebuilt"] is True, t.name
+
+
+def _assert_rebuilt_only(env, rebuilt: set[str], built, planted, earlier: set[str] = frozenset()) -> None:
+    """``rebuilt`` were rebuilt by the last run and equal the oracle; the tables rebuilt by neither
+    it nor an ``earlier`` run still hold their planted row."""
+    problems = env.differences()
+    for t in DERIVED_TABLES:
+        meta = _materialized(env, t.name)
+        assert meta["rebuilt"] is (t.name in rebuilt), t.name
+        rows = env.query(f"SELECT count(*) FROM {t.name}")[0][0]
+        if t.name in rebuilt:
+            assert [p for p in problems if p.startswith(t.name)] == [], t.name
+            assert rows == meta["dagster/row_count"], t.name
+        elif t.name not in earlier:
+            assert rows == planted[t.name], t.name
 
 
 def test_a_derived_table_is_rebuilt_when_it_is_missing_redefined_or_older_than_its_input(derived_env):
