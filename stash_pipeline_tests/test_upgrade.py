@@ -6,7 +6,8 @@ import duckdb
 import pytest
 
 from stash_pipeline.fakestash.app import FakeStash
-from stash_pipeline.mirror.derived import DERIVED_TABLES
+from stash_pipeline.mirror.changes import version_of
+from stash_pipeline.mirror.derived import DERIVED_TABLES, changed_by
 from stash_pipeline.mirror.evolution import SCHEMA_VERSION, MirrorSchemaError, evolve
 from stash_pipeline.mirror.schema import ensure_schema
 from stash_pipeline_tests.cli_harness import CliEnv, outcome, run_id_of
@@ -71,9 +72,8 @@ def test_one_sync_upgrades_an_old_mirror_in_place_and_keeps_its_history(tmp_path
         assert con.execute("SELECT count(*) FROM mirror_changes WHERE entity_type = 'scenes'").fetchall() == [
             (1,)
         ]
-        assert con.execute(
-            "SELECT count(*) FROM derived_builds WHERE mirror_version = (SELECT max(version) FROM mirror_changes)"
-        ).fetchall() == [(len(DERIVED_TABLES),)]
+        built = dict(con.execute("SELECT table_name, mirror_version FROM derived_builds").fetchall())
+        assert built == {t.name: version_of(con, changed_by(t)) for t in DERIVED_TABLES}
         assert con.execute(
             "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'sync_log_entity'"
         ).fetchall() == [(0,)]
