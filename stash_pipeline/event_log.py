@@ -9,14 +9,22 @@ are ``NullPool`` ones: they hold no connection between uses, so keeping one per 
 nothing but the set-up cost; each connection is still opened, committed and closed per write, under
 the storage's own lock, exactly as before.
 
+It also stores a batch of events (Dagster hands over the planned-materialization and
+planned-check events of a run, and the partition materializations of one output, as a batch when
+``DAGSTER_EVENT_BATCH_SIZE`` is set, which this storage sets) in one transaction per file instead
+of one per event and file: the base class loops over ``store_event``, so a batch cost what its
+events cost one by one.  A batch that fails is rolled back whole, and Dagster then stores its
+events one by one.
+
 Configured in ``dagster.yaml`` (``event_log_storage``); the files stay in
 ``$DAGSTER_HOME/history/runs`` where Dagster's default storage keeps them, so an existing history
 is read and extended as it is.
 """
 
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +36,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 ENGINES_KEPT = 32  # files with an engine kept (the index and the runs read or written lately)
+# Events Dagster buffers into one ``store_event_batch`` call at most (a run's planned events, one
+# output's partition materializations).  Read by Dagster at each event, so setting it when the
+# storage is built is enough; an explicit setting is kept.
+EVENT_BATCH_SIZE = "1000"
 
 
 def event_log_dir(home: str | os.PathLike[str]) -> str:
@@ -48,6 +60,8 @@ class ReusedEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._batch = threading.local()  # .connections: shard -> open transaction, in a batch
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -73,16 +87,45 @@ class ReusedEngineSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
+    def _ready_engine(self, shard: str) -> Engine:
+        engine = self._engine(self.conn_string_for_shard(shard))
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        return engine
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
+        batch: dict[str, Connection] | None = getattr(self._batch, "connections", None)
+        if batch is not None:  # inside store_event_batch, on its thread (which holds the lock)
+            if shard not in batch:
+                conn = self._ready_engine(shard).connect()
+                conn.begin()
+                batch[shard] = conn
+            yield batch[shard]
+            return
         # The parent's body, with the engine looked up instead of built (and disposed) each time.
+        with self._db_lock, self._ready_engine(shard).connect() as conn, conn.begin():
+            yield conn
+
+    def store_event_batch(self, events: Sequence[Any]) -> None:
+        """Store ``events`` as ``store_event`` would, each file written in one transaction."""
         with self._db_lock:
-            engine = self._engine(self.conn_string_for_shard(shard))
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            batch: dict[str, Connection] = {}
+            self._batch.connections = batch
+            try:
+                for event in events:
+                    self.store_event(event)
+                for conn in batch.values():
+                    conn.commit()
+            except BaseException:
+                for conn in batch.values():
+                    conn.rollback()
+                raise
+            finally:
+                self._batch.connections = None
+                for conn in batch.values():
+                    conn.close()
 
     def dispose(self) -> None:
         with self._db_lock:

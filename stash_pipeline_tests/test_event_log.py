@@ -114,3 +114,88 @@ def test_without_dagster_home_it_says_so(monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with pytest.raises(ValueError, match="DAGSTER_HOME is not set"):
         ReusedEngineSqliteEventLogStorage.from_config_value(None, {})
+
+
+YEARS = dg.StaticPartitionsDefinition(["2021", "2022", "2023", "2024", "2025"])
+
+
+@dg.asset(partitions_def=YEARS, backfill_policy=dg.BackfillPolicy.single_run())
+def yearly_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"years": len(context.partition_keys)})
+
+
+def _materialize_every_year(instance: dg.DagsterInstance) -> str:
+    result = dg.materialize(
+        [yearly_asset],
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": "2021", "dagster/asset_partition_range_end": "2025"},
+    )
+    assert result.success
+    return result.run_id
+
+
+def _partitions_materialized(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Per partition, from the cross-run index; and the run's own file must hold as many."""
+    by_index = sorted(
+        r.partition_key
+        for r in instance.fetch_materializations(dg.AssetKey("yearly_asset"), limit=100).records
+        if r.run_id == run_id
+    )
+    in_run = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert len(in_run) == len(by_index)
+    return by_index
+
+
+def test_a_batch_of_events_is_stored_in_one_transaction_per_file(home, monkeypatch):
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == event_log.EVENT_BATCH_SIZE  # set by the storage
+        batches: list[int] = []
+        store_batch = storage.store_event_batch
+
+        def counted(events):
+            batches.append(len(events))
+            store_batch(events)
+
+        monkeypatch.setattr(storage, "store_event_batch", counted)
+        run_id = _materialize_every_year(instance)
+        # The five partition materializations went as one batch (and so did the planned events).
+        assert 5 in batches
+        assert _partitions_materialized(instance, run_id) == list(YEARS.get_partition_keys())
+        # Every partition's materialization is in the asset index, readable per partition.
+        latest = instance.get_latest_materialization_event(dg.AssetKey("yearly_asset"))
+        assert latest.run_id == run_id
+
+
+def test_a_batch_that_fails_is_rolled_back_whole_and_stored_event_by_event(home, monkeypatch):
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        store_event, store_batch = storage.store_event, storage.store_event_batch
+        in_batch: list[int] = []  # events stored so far by the batch under way
+        failed: list[int] = []  # one entry per batch that failed part-way
+
+        def batch(events):
+            in_batch[:] = [0]
+            try:
+                store_batch(events)
+            finally:
+                in_batch.clear()
+
+        def third_of_each_batch_fails(event):
+            if in_batch:
+                in_batch[0] += 1
+                if in_batch[0] == 3:
+                    failed.append(in_batch[0])
+                    raise OSError("disk I/O error (injected)")
+            store_event(event)
+
+        monkeypatch.setattr(storage, "store_event_batch", batch)
+        monkeypatch.setattr(storage, "store_event", third_of_each_batch_fails)
+        run_id = _materialize_every_year(instance)
+        assert len(failed) >= 2  # the planned events' batch and the materializations' batch
+        # Nothing of a failed batch was kept: Dagster's fallback stored each event exactly once.
+        assert _partitions_materialized(instance, run_id) == list(YEARS.get_partition_keys())
+        planned = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        assert len(planned) == len({e.dagster_event.event_specific_data.partition for e in planned})
