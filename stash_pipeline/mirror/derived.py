@@ -2,9 +2,10 @@
 
 Each table is rebuilt whole with ``CREATE OR REPLACE TABLE … AS`` in one transaction: on a
 million images this is a few seconds of DuckDB, cheaper and simpler than incremental upkeep, and
-it can never drift from its inputs.  A table already computed from the mirror as it is now (the
-same change version, ``mirror.changes``, and the same definition) is left as it is (``refresh``):
-a run that changed nothing does not pay for the rebuild.
+it can never drift from its inputs.  A table already computed from its inputs as they are now (the
+same change version of the types it reads, ``changed_by`` and ``mirror.changes``, and the same
+definition) is left as it is (``refresh``): a run that changed nothing does not pay for the
+rebuild, and one that changed only scenes does not pay for the image tables.
 """
 
 import hashlib
