@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 import duckdb
 
@@ -334,6 +335,7 @@ class BuildRecord:
     built_at: datetime
 
 
+@cache
 def changed_by(table: DerivedTable) -> tuple[str, ...]:
     """The types whose changes can move this table: the writers of every mirror table its SQL
     names (``mirror.changes.table_writers``).  Read from the SQL itself, so a new join cannot be

@@ -135,7 +135,7 @@ OPERATIONAL_DDL = [
     """CREATE TABLE IF NOT EXISTS derived_builds (
         table_name VARCHAR PRIMARY KEY,
         mirror_version BIGINT NOT NULL,      -- max(mirror_changes.version) of the types it reads
-        definition VARCHAR NOT NULL,         -- digest of its SQL and the mirror's schema
+        definition VARCHAR NOT NULL,         -- digest of its SQL, those types and the schema
         built_at TIMESTAMPTZ NOT NULL,
         row_count BIGINT NOT NULL
     )""",
