@@ -3,11 +3,14 @@ written by Dagster's default storage is read and extended after the upgrade, eve
 the run's file and the cross-run index as before, and engines are reused, not rebuilt per write."""
 
 import os
+import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy
 
 from stash_pipeline import event_log
 from stash_pipeline.event_log import ReusedEngineSqliteEventLogStorage
@@ -199,3 +202,53 @@ def test_a_batch_that_fails_is_rolled_back_whole_and_stored_event_by_event(home,
         assert _partitions_materialized(instance, run_id) == list(YEARS.get_partition_keys())
         planned = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
         assert len(planned) == len({e.dagster_event.event_specific_data.partition for e in planned})
+
+
+@contextmanager
+def _index_connections(storage: ReusedEngineSqliteEventLogStorage) -> Iterator[list[object]]:
+    """Every connection opened to the index while inside (its engine pools none: one per use)."""
+    engine = storage._engine(storage.conn_string_for_shard("index"))
+    opened: list[object] = []
+
+    def on_connect(dbapi_connection, _record):
+        opened.append(dbapi_connection)
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    try:
+        yield opened
+    finally:
+        sqlalchemy.event.remove(engine, "connect", on_connect)
+
+
+def test_schema_answers_found_present_are_kept_and_absent_ones_asked_again(home):
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        _materialize(instance)
+        questions = (
+            lambda: storage.has_table("asset_keys"),
+            lambda: storage.has_asset_key_col("last_materialization_timestamp"),
+            lambda: storage.has_secondary_index("asset_key_table"),
+        )
+        assert all(ask() for ask in questions)
+        # Dagster asks again on nearly every event: a present answer needs no connection.
+        with _index_connections(storage) as opened:
+            for _ in range(20):
+                assert all(ask() for ask in questions)
+            assert opened == []
+        # An absent table is asked each time, so a migration in the meantime is seen.
+        with _index_connections(storage) as opened:
+            assert not storage.has_table("added_later")
+            assert not storage.has_table("added_later")
+            assert len(opened) == 2
+        with sqlite3.connect(storage.path_for_shard("index")) as index:
+            index.execute("CREATE TABLE added_later (x INTEGER)")
+        assert storage.has_table("added_later")
+        # A wipe forgets what was found: the index is asked again.
+        storage.wipe()
+        with _index_connections(storage) as opened:
+            assert storage.has_table("asset_keys")
+            assert len(opened) == 1
+        # And a run after all this is stored and read as before.
+        run_id = _materialize(instance)
+        assert _materializations(instance) == [run_id]
