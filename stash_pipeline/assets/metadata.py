@@ -11,9 +11,10 @@ import dagster as dg
 import duckdb
 
 from stash_pipeline.assets.partitions import repartitioned
+from stash_pipeline.mirror.activity import mirror_listed_activity
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.links import links_digest, mirror_links
-from stash_pipeline.mirror.stamps import mirror_digest, mirror_linked_digest
+from stash_pipeline.mirror.stamps import mirror_digest, mirror_linked_digest, stamp_digest
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.mirror.sync import SyncReport
 from stash_pipeline.mirror.windows import any_offset_bound, overlap_bound, parse_stash_time, stamp_bound
@@ -65,6 +66,10 @@ class SyncMetadata:
     activity_totals: dict[str, float] | None = None  # Stash's stats totals when the run began
     activity_changed: int | None = None  # rows with new plays, O counts or activity (no bump)
     links_digest: str | None = None  # of the mirror's unbumped links (addGroupSubGroups)
+    # Of the mirror's rows with a listed activity column above zero (``EntitySpec.listed_activity``:
+    # resume points), and how many they are: the sensor lists Stash's and compares.
+    listed_activity_digest: str | None = None
+    listed_activity_rows: int | None = None
     links_changed: int | None = None  # rows whose unbumped links this run found changed
     # Files: the digest of the stamps at or above stamp_bound of the files this type's rows link
     # (renames and rescans bump no owner; the sensor compares it where Stash lists files), files
@@ -103,6 +108,7 @@ class SyncMetadata:
             if window_bound
             else None
         )
+        listed = mirror_listed_activity(con, spec) if spec.listed_activity else None
         return cls(
             sync_type=report.sync_type,
             status=report.status,
@@ -131,6 +137,8 @@ class SyncMetadata:
             activity_changed=report.activity_changed,
             links_digest=links_digest(mirror_links(con, spec)) if spec.unbumped_relations else None,
             links_changed=report.links_changed,
+            listed_activity_digest=stamp_digest(listed) if listed is not None else None,
+            listed_activity_rows=len(listed) if listed is not None else None,
             file_stamp_digest=_file_digest(con, spec, bound) if bound and report.lists_files else None,
             files_changed=report.files_changed,
             files_written=sum(report.embedded_written.values()) if spec.embedded_relations else None,

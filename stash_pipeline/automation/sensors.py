@@ -10,7 +10,8 @@ newer than the cursor, rows in the overlap window), which miss only a re-edit, w
 after a westward offset move; the scheduled incremental run catches that.  Types with no
 difference are skipped.  Plays, O counts and saved activity bump nothing: the same request asks
 for Stash's ``stats`` totals of them, compared with those the type's last sync recorded (a move
-means an incremental run, whose activity check finds the rows).  The changed ones get ONE run, over the partition range that covers the
+means an incremental run, whose activity check finds the rows); a resume point saved without a
+play moves no total, so the rows with one are listed and their digest compared.  The changed ones get ONE run, over the partition range that covers the
 change, in incremental mode.  Deletes and merges bump nothing, but they lower the total.
 """
 
@@ -23,14 +24,21 @@ import dagster as dg
 from stash_pipeline.assets.entities import ENTITY_OP
 from stash_pipeline.assets.metadata import SyncMetadata, incremental_start
 from stash_pipeline.assets.partitions import OLD_PARTITIONING, partitioning_of, range_tags, repartitioned
+from stash_pipeline.mirror.activity import listed_activity_filter, server_listed_activity
 from stash_pipeline.mirror.links import links_digest, server_links
 from stash_pipeline.mirror.stamps import owned_files_filter, stamp_digest
 from stash_pipeline.mirror.windows import since_criterion
-from stash_pipeline.model import ENTITY_SPECS
+from stash_pipeline.model import ENTITY_SPECS, EntitySpec
 from stash_pipeline.resources import StashResource
 from stash_pipeline.settings import Settings
 from stash_pipeline.stash.errors import StashError
-from stash_pipeline.stash.queries import Probe, files_probe, links_probe, sensor_probes
+from stash_pipeline.stash.queries import (
+    Probe,
+    files_probe,
+    links_probe,
+    listed_activity_probe,
+    sensor_probes,
+)
 
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -47,6 +55,12 @@ def last_sync(instance: dg.DagsterInstance, entity_type: str) -> SyncMetadata:
     return SyncMetadata.latest(instance, entity_type) or SyncMetadata()
 
 
+def last_sync_runs(instance: dg.DagsterInstance, types: list[str]) -> dict[str, str | None]:
+    """The run that last materialized each type (``None``: never)."""
+    events = {t: instance.get_latest_materialization_event(dg.AssetKey(t)) for t in types}
+    return {t: e.run_id if e is not None else None for t, e in events.items()}
+
+
 def active_sync_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     """Queued or running runs that write entity assets (one writer at a time)."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES), limit=50)
@@ -58,6 +72,17 @@ def uses_stamps(state: SyncMetadata, stamp_limit: int) -> bool:
     return bool(state.stamp_bound and state.stamp_digest) and (state.stamp_rows or 0) <= stamp_limit
 
 
+def lists_activity(spec: EntitySpec, state: SyncMetadata, stamp_limit: int) -> bool:
+    """Whether the sensor lists this type's rows with a resume point (``listed_activity``): where
+    the last sync recorded their digest, and they are few enough to list on every tick (else the
+    scheduled incremental run's activity check is what finds a resume-only save)."""
+    return (
+        bool(spec.listed_activity)
+        and state.listed_activity_digest is not None
+        and (state.listed_activity_rows or 0) <= stamp_limit
+    )
+
+
 def probes_for(last: dict[str, SyncMetadata], stamp_limit: int) -> dict[Probe, dict | None]:
     """Every type's questions for this tick, each with its filter."""
     probes: dict[Probe, dict | None] = {}
@@ -67,6 +92,8 @@ def probes_for(last: dict[str, SyncMetadata], stamp_limit: int) -> dict[Probe, d
         probes[total] = None
         if spec.unbumped_relations:
             probes[links_probe(spec.name)] = None
+        if lists_activity(spec, state, stamp_limit):
+            probes[listed_activity_probe(spec)] = listed_activity_filter(spec)
         if state.file_stamp_digest and state.stamp_bound:  # recorded only where Stash lists files
             probes[files_probe(spec.name)] = owned_files_filter(spec, since_criterion(state.stamp_bound))
         if uses_stamps(state, stamp_limit):
@@ -112,6 +139,16 @@ def changed_types(
             state.file_stamp_digest
         ):
             reasons[spec.name] = "files renamed or rescanned (no bump of their owner)"
+        elif (
+            lists_activity(spec, state, stamp_limit)
+            and stamp_digest(
+                server_listed_activity(spec, answers.get(listed_activity_probe(spec).alias) or [])
+            )
+            != state.listed_activity_digest
+        ):
+            reasons[spec.name] = (
+                "resume points changed (activity saved without a play: no bump, no stats total)"
+            )
         elif spec.activity_totals and _activity_moved(
             state, answers.get("stats") or {}, spec.activity_totals
         ):
@@ -131,7 +168,7 @@ def _fingerprint(alias: str, answer: Any) -> Any:
     """A short, JSON-able form of one probe answer (for the run key)."""
     if isinstance(answer, int | dict):
         return answer
-    if alias.endswith("_links"):
+    if alias.endswith(("_links", "_listed_activity")):
         return hashlib.md5(json.dumps(answer, sort_keys=True).encode()).hexdigest()
     return stamp_digest(answer)
 
@@ -178,9 +215,10 @@ def build_smart_sync_sensor(
             {
                 "types": types,
                 "cursors": {t: last[t].cursor for t in types},
-                "answers": {
-                    k: v if isinstance(v, int | dict) else stamp_digest(v) for k, v in answers.items()
-                },
+                # And the runs they were last synced by: a state seen before one of those (a
+                # sub-group added, removed, added again) gets a new key, not a deduplicated one.
+                "after_runs": last_sync_runs(context.instance, types),
+                "answers": {k: _fingerprint(k, v) for k, v in answers.items()},
             },
             sort_keys=True,
         )

@@ -83,6 +83,7 @@ class Mutations:
             "scene_delete_play",
             "scene_reset_play_count",
             "scene_save_activity",
+            "scene_reset_activity",
             "image_increment_o",
             "image_decrement_o",
             "image_reset_o",
@@ -400,6 +401,17 @@ class Mutations:
                 scene["resume_time"] = float(resume_time)
             if play_duration is not None and play_duration > 0:
                 scene["play_duration"] = float(scene["play_duration"] or 0) + float(play_duration)
+            self.store.touch()
+            return True
+
+    def scene_reset_activity(self, id: Any, reset_resume: bool = True, reset_duration: bool = False) -> bool:
+        """``sceneResetActivity``: the resume point and/or the play duration back to 0; no bump."""
+        with self.store.lock:
+            scene = self._get("scene", id)
+            if reset_resume:
+                scene["resume_time"] = 0.0
+            if reset_duration:
+                scene["play_duration"] = 0.0
             self.store.touch()
             return True
 

@@ -6,7 +6,8 @@ stamp ever sees them.  What does see them: the rows with any activity, listed wi
 columns (``queries.active_filter``), against the mirror's rows with any activity.  A row that
 differs, or is active on one side only (a reset), is re-read by id.  The cost is the number of rows
 ever played or O-counted, ids and a few numbers each; Stash's ``stats`` totals, which move with
-every such event, tell the sensor when to ask (``EntitySpec.activity_totals``).
+every such event, tell the sensor when to ask (``EntitySpec.activity_totals``); for a column no
+total follows (a resume point), the sensor lists the rows where it is set (``listed_activity``).
 """
 
 import duckdb
@@ -36,3 +37,35 @@ def changed_activity(con: duckdb.DuckDBPyConnection, spec: EntitySpec, server: p
     finally:
         unregister(con, "server_activity")
     return tuple(r[0] for r in rows)
+
+
+# The sensor's view of the activity no ``stats`` total follows (``EntitySpec.listed_activity``: a
+# resume point saved without a play): the rows where such a column is above zero, as
+# ``(id, values as text)`` pairs, hashed like stamps.  Stash's floats (Go's shortest form) and the
+# mirror's DOUBLEs print alike through ``repr(float)``.
+def listed_activity_filter(spec: EntitySpec) -> dict | None:
+    """Stash's filter for rows where any listed column is above zero (``None``: nothing listed)."""
+    combined: dict | None = None
+    for name in reversed(spec.listed_activity):
+        criterion: dict = {name: {"modifier": "GREATER_THAN", "value": 0}}
+        combined = criterion if combined is None else {**criterion, "OR": combined}
+    return combined
+
+
+def _text(values: tuple) -> str:
+    return "\t".join("" if v is None else repr(float(v)) for v in values)
+
+
+def server_listed_activity(spec: EntitySpec, items: list[dict]) -> list[tuple[int, str]]:
+    """Stash's answer to ``listed_activity_filter`` as sorted pairs."""
+    return sorted(
+        (int(item["id"]), _text(tuple(item.get(c) for c in spec.listed_activity))) for item in items
+    )
+
+
+def mirror_listed_activity(con: duckdb.DuckDBPyConnection, spec: EntitySpec) -> list[tuple[int, str]]:
+    """The mirror's rows where any listed column is above zero, as the same pairs."""
+    columns = ", ".join(f'"{c}"' for c in spec.listed_activity)
+    above = " OR ".join(f'"{c}" > 0' for c in spec.listed_activity)
+    rows = con.execute(f"SELECT id, {columns} FROM {spec.name} WHERE {above} ORDER BY id").fetchall()
+    return [(int(r[0]), _text(tuple(r[1:]))) for r in rows]

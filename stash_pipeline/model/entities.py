@@ -441,6 +441,7 @@ SCENES = EntitySpec(
         _child("scene", "o_history", "scene_o_history", None, LinkExtra("o_at", "", TIMESTAMP)),
     ),
     activity_totals=("total_o_count", "total_play_count", "total_play_duration"),
+    listed_activity=("resume_time",),
     description="Scenes with their studio, performers, tags, galleries, groups and primary file.",
 )
 

@@ -142,6 +142,9 @@ class EntitySpec:
     # Stash's ``stats`` totals that move whenever this type's unbumped columns do (plays and O
     # counts bump nothing): the sensor compares them, and an incremental run checks the activity.
     activity_totals: tuple[str, ...] = ()
+    # Unbumped columns that no ``stats`` total follows (a resume point saved without a play moves
+    # none): the sensor lists the rows where one is above zero, and compares their digest.
+    listed_activity: tuple[str, ...] = ()
     # Stash's ``stats`` counts it (``scene_count``); markers it does not.
     in_stats: bool = True
     # Its query takes ``ids`` (findSceneMarkers before v0.28 does not: rows are then picked from a

@@ -201,7 +201,7 @@ class StashClient(PagedReads):
         for probe in probes:
             result = self._result(data, probe.alias, queries.PROBES_OPERATION)
             count = self._int(result.get("count"), f"{probe.alias}.count")
-            if probe.links:
+            if probe.links or probe.columns:
                 items = self._items(result, any_spec(probe.type_name), document)
                 if len(items) != count:
                     raise StashConsistencyError(

@@ -238,18 +238,25 @@ PROBES_OPERATION = "SensorProbe"
 @dataclass(frozen=True)
 class Probe:
     """One question of the sensor's probe: a count of a type's rows (all of them when it has no
-    filter), or their stamps (``stamps``: ``(id, updated_at)`` of every row matching the filter)."""
+    filter), or their stamps (``stamps``: ``(id, updated_at)`` of every row matching the filter),
+    or some columns of every row matching it (``columns``)."""
 
     alias: str
     type_name: str
     filtered: bool
     stamps: bool = False
     links: bool = False  # every row with its unbumped relations (``links_query``)
+    columns: tuple[str, ...] = ()  # these columns of every row matching the filter, with the ids
 
 
 def links_probe(name: str) -> Probe:
     """The sensor's probe of a type's unbumped links (``Relation.unbumped``)."""
     return Probe(f"{name}_links", name, False, links=True)
+
+
+def listed_activity_probe(spec: EntitySpec) -> Probe:
+    """The sensor's probe of the activity no ``stats`` total follows (``EntitySpec.listed_activity``)."""
+    return Probe(f"{spec.name}_listed_activity", spec.name, True, columns=spec.listed_activity)
 
 
 def files_probe(name: str) -> Probe:
@@ -286,6 +293,11 @@ def probes_query(probes: tuple[Probe, ...], with_totals: bool = False) -> str:
             rels = " ".join(r.selection for r in spec.unbumped_relations)
             fields.append(
                 f"{probe.alias}: {spec.query}({all_rows}) {{ count {spec.result_key} {{ id {rels} }} }}"
+            )
+        elif probe.columns:
+            fields.append(
+                f"{probe.alias}: {spec.query}({args}{all_rows}) "
+                f"{{ count {spec.result_key} {{ id {' '.join(probe.columns)} }} }}"
             )
         elif probe.stamps:
             fields.append(
@@ -386,7 +398,8 @@ def all_documents(specs: Sequence[EntitySpec] = ENTITY_SPECS, lists_files: bool 
         yield count_many_query([name], [])
     links = tuple(links_probe(s.name) for s in specs if s.unbumped_relations)
     files = tuple(files_probe(s.name) for s in specs if s.embedded_relations) if lists_files else ()
-    yield probes_query((*(probe for n in names for probe in sensor_probes(n)), *links, *files), True)
+    listed = tuple(listed_activity_probe(s) for s in specs if s.listed_activity)
+    yield probes_query((*(probe for n in names for probe in sensor_probes(n)), *links, *files, *listed), True)
     yield IMAGES_OF_GALLERY
     for *_specs, document in members_queries():
         yield document

@@ -205,13 +205,21 @@ def test_a_sub_group_added_without_a_bump_launches_a_groups_run(world):
     fake, defs, instance, settings = world
     full_sync(defs, instance)
     groups = [g["id"] for g in fake.truth()["groups"] if not g["containing"]]
-    fake.mutations.add_group_sub_groups(groups[0], [groups[-1]])
-    (request,) = tick(defs, instance).run_requests
-    assert [k.path[-1] for k in request.asset_selection] == ["groups"]
-    assert launch(defs, instance, request).success
-    with duckdb.connect(settings.db_path, read_only=True) as con:
-        assert mirror_differences(con, fake.truth()) == []
-    assert tick(defs, instance).run_requests == []
+    keys = []
+    for change in (
+        lambda: fake.mutations.add_group_sub_groups(groups[0], [groups[-1]]),
+        lambda: fake.mutations.remove_group_sub_groups(groups[0], [groups[-1]]),
+        lambda: fake.mutations.add_group_sub_groups(groups[0], [groups[-1]]),  # a state seen before
+    ):
+        change()
+        (request,) = tick(defs, instance).run_requests
+        assert [k.path[-1] for k in request.asset_selection] == ["groups"]
+        keys.append(request.run_key)
+        assert launch(defs, instance, request).success
+        with duckdb.connect(settings.db_path, read_only=True) as con:
+            assert mirror_differences(con, fake.truth()) == []
+        assert tick(defs, instance).run_requests == []
+    assert len(set(keys)) == 3  # the daemon would drop a request whose key it has seen
 
 
 def test_a_file_rename_launches_a_run_of_its_owner(world):
@@ -264,3 +272,39 @@ def test_a_gallery_chapter_added_without_a_bump_launches_a_galleries_run_then_qu
     before = fake.request_count
     assert tick(defs, instance).run_requests == []
     assert fake.request_count - before <= 2
+
+
+def test_a_resume_point_saved_without_a_play_launches_a_scenes_run(world):
+    """A resume point saved or reset moves none of Stash's stats totals: the sensor lists the
+    scenes with one, in the same probe request, and compares their digest with the last sync's."""
+    fake, defs, instance, settings = world
+    full_sync(defs, instance)
+    scenes = fake.truth()["scenes"]
+    resumed = next(s for s in scenes if s["resume_time"])
+    idle = next(s for s in scenes if not s["resume_time"] and not s["play_duration"])
+
+    def stats_totals():
+        with defs.resources["stash"].client() as client:
+            return client.activity_totals()
+
+    totals = stats_totals()
+    keys = []
+    for change in (
+        lambda: fake.mutations.scene_save_activity(resumed["id"], resume_time=resumed["resume_time"] + 17.5),
+        lambda: fake.mutations.scene_reset_activity(resumed["id"]),  # back to none
+        lambda: fake.mutations.scene_save_activity(idle["id"], resume_time=42.0),  # a first one
+        lambda: fake.mutations.scene_reset_activity(idle["id"]),
+        lambda: fake.mutations.scene_save_activity(idle["id"], resume_time=42.0),  # a state seen before
+    ):
+        change()
+        assert stats_totals() == totals  # nothing the totals probe could see
+        before = fake.request_count
+        (request,) = tick(defs, instance).run_requests
+        assert fake.request_count - before == 1
+        assert [k.path[-1] for k in request.asset_selection] == ["scenes"]
+        keys.append(request.run_key)
+        assert launch(defs, instance, request).success
+        with duckdb.connect(settings.db_path, read_only=True) as con:
+            assert mirror_differences(con, fake.truth()) == []
+        assert tick(defs, instance).run_requests == []
+    assert len(set(keys)) == len(keys)  # each a new run, none deduplicated by its key

@@ -444,6 +444,25 @@ def test_o_counter_and_play_history_do_not_bump(api: Api) -> None:
     assert api.get("image", image_id, "o_counter")["o_counter"] == (image_before["o_counter"] or 0) + 1
 
 
+def test_saved_and_reset_activity_do_not_bump(api: Api) -> None:
+    scene_id = 9
+
+    def activity() -> tuple[float, float]:
+        row = api.get("scene", scene_id, "resume_time play_duration")
+        return row["resume_time"], row["play_duration"]
+
+    _resume, duration = activity()
+    diff = observe(api, lambda: api.m.scene_save_activity(scene_id, resume_time=75.25, play_duration=12.5))
+    assert not diff.bumped
+    assert activity() == (75.25, (duration or 0) + 12.5)
+    diff = observe(api, lambda: api.m.scene_reset_activity(scene_id))  # the resume point only
+    assert not diff.bumped
+    assert activity() == (0, (duration or 0) + 12.5)
+    diff = observe(api, lambda: api.m.scene_reset_activity(scene_id, reset_resume=False, reset_duration=True))
+    assert not diff.bumped
+    assert activity() == (0, 0)
+
+
 def test_sub_group_edits_do_not_bump(api: Api) -> None:
     diff = observe(api, lambda: api.m.add_group_sub_groups(1, [[3, "prequel"], 4]))
     assert not diff.bumped
