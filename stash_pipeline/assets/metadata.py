@@ -66,11 +66,11 @@ class SyncMetadata:
     activity_totals: dict[str, float] | None = None  # Stash's stats totals when the run began
     activity_changed: int | None = None  # rows with new plays, O counts or activity (no bump)
     links_digest: str | None = None  # of the mirror's unbumped links (addGroupSubGroups)
+    links_changed: int | None = None  # rows whose unbumped links this run found changed
     # Of the mirror's rows with a listed activity column above zero (``EntitySpec.listed_activity``:
     # resume points), and how many they are: the sensor lists Stash's and compares.
     listed_activity_digest: str | None = None
     listed_activity_rows: int | None = None
-    links_changed: int | None = None  # rows whose unbumped links this run found changed
     # Files: the digest of the stamps at or above stamp_bound of the files this type's rows link
     # (renames and rescans bump no owner; the sensor compares it where Stash lists files), files
     # this run found renamed or rescanned, and file rows it wrote.

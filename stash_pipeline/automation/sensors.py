@@ -11,8 +11,9 @@ after a westward offset move; the scheduled incremental run catches that.  Types
 difference are skipped.  Plays, O counts and saved activity bump nothing: the same request asks
 for Stash's ``stats`` totals of them, compared with those the type's last sync recorded (a move
 means an incremental run, whose activity check finds the rows); a resume point saved without a
-play moves no total, so the rows with one are listed and their digest compared.  The changed ones get ONE run, over the partition range that covers the
-change, in incremental mode.  Deletes and merges bump nothing, but they lower the total.
+play moves no total, so the scenes with one are listed and their digest compared.  The changed
+ones get ONE run, over the partition range that covers the change, in incremental mode.  Deletes
+and merges bump nothing, but they lower the total.
 """
 
 import hashlib

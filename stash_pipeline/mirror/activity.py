@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from stash_pipeline.mirror.merge import unregister
 from stash_pipeline.model import EntitySpec
+from stash_pipeline.stash.queries import above_zero_filter
 
 
 def changed_activity(con: duckdb.DuckDBPyConnection, spec: EntitySpec, server: pa.Table) -> tuple[int, ...]:
@@ -45,11 +46,7 @@ def changed_activity(con: duckdb.DuckDBPyConnection, spec: EntitySpec, server: p
 # mirror's DOUBLEs print alike through ``repr(float)``.
 def listed_activity_filter(spec: EntitySpec) -> dict | None:
     """Stash's filter for rows where any listed column is above zero (``None``: nothing listed)."""
-    combined: dict | None = None
-    for name in reversed(spec.listed_activity):
-        criterion: dict = {name: {"modifier": "GREATER_THAN", "value": 0}}
-        combined = criterion if combined is None else {**criterion, "OR": combined}
-    return combined
+    return above_zero_filter(spec.listed_activity)
 
 
 def _text(values: tuple) -> str:

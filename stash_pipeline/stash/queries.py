@@ -154,14 +154,18 @@ def by_ids_query(spec: EntitySpec) -> str:
     )
 
 
-def active_filter(spec: EntitySpec) -> dict | None:
-    """Rows with any activity: one numeric unbumped column above zero (ORed), ``None`` if none."""
-    columns = [c.name for c in spec.unbumped_columns if c.kind.name in ("int", "float")]
+def above_zero_filter(columns: Sequence[str]) -> dict | None:
+    """Rows where any of ``columns`` is above zero (criteria ORed), ``None`` if there are none."""
     combined: dict | None = None
     for name in reversed(columns):
         criterion: dict = {name: {"modifier": "GREATER_THAN", "value": 0}}
         combined = criterion if combined is None else {**criterion, "OR": combined}
     return combined
+
+
+def active_filter(spec: EntitySpec) -> dict | None:
+    """Rows with any activity: one numeric unbumped column above zero, ``None`` if none."""
+    return above_zero_filter([c.name for c in spec.unbumped_columns if c.kind.name in ("int", "float")])
 
 
 @cache

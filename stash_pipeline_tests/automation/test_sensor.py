@@ -53,6 +53,21 @@ def launch(defs, instance, request):
     )
 
 
+def one_run_then_quiet(world, types: list[str]) -> str:
+    """One tick (one request) asks for one run of exactly ``types``; the run makes the mirror
+    equal to Stash, and the next tick is quiet.  Returns the request's run key."""
+    fake, defs, instance, settings = world
+    before = fake.request_count
+    (request,) = tick(defs, instance).run_requests
+    assert fake.request_count - before == 1
+    assert [k.path[-1] for k in request.asset_selection] == types
+    assert launch(defs, instance, request).success
+    with duckdb.connect(settings.db_path, read_only=True) as con:
+        assert mirror_differences(con, fake.truth()) == []
+    assert tick(defs, instance).run_requests == []
+    return request.run_key
+
+
 def test_unchanged_stash_costs_one_request_and_launches_nothing(world):
     fake, defs, instance, _settings = world
     full_sync(defs, instance)
@@ -202,7 +217,7 @@ def test_a_single_play_or_image_o_launches_a_run_of_that_type(world):
 
 
 def test_a_sub_group_added_without_a_bump_launches_a_groups_run(world):
-    fake, defs, instance, settings = world
+    fake, defs, instance, _settings = world
     full_sync(defs, instance)
     groups = [g["id"] for g in fake.truth()["groups"] if not g["containing"]]
     keys = []
@@ -212,13 +227,7 @@ def test_a_sub_group_added_without_a_bump_launches_a_groups_run(world):
         lambda: fake.mutations.add_group_sub_groups(groups[0], [groups[-1]]),  # a state seen before
     ):
         change()
-        (request,) = tick(defs, instance).run_requests
-        assert [k.path[-1] for k in request.asset_selection] == ["groups"]
-        keys.append(request.run_key)
-        assert launch(defs, instance, request).success
-        with duckdb.connect(settings.db_path, read_only=True) as con:
-            assert mirror_differences(con, fake.truth()) == []
-        assert tick(defs, instance).run_requests == []
+        keys.append(one_run_then_quiet(world, ["groups"]))
     assert len(set(keys)) == 3  # the daemon would drop a request whose key it has seen
 
 
@@ -277,7 +286,7 @@ def test_a_gallery_chapter_added_without_a_bump_launches_a_galleries_run_then_qu
 def test_a_resume_point_saved_without_a_play_launches_a_scenes_run(world):
     """A resume point saved or reset moves none of Stash's stats totals: the sensor lists the
     scenes with one, in the same probe request, and compares their digest with the last sync's."""
-    fake, defs, instance, settings = world
+    fake, defs, instance, _settings = world
     full_sync(defs, instance)
     scenes = fake.truth()["scenes"]
     resumed = next(s for s in scenes if s["resume_time"])
@@ -298,13 +307,5 @@ def test_a_resume_point_saved_without_a_play_launches_a_scenes_run(world):
     ):
         change()
         assert stats_totals() == totals  # nothing the totals probe could see
-        before = fake.request_count
-        (request,) = tick(defs, instance).run_requests
-        assert fake.request_count - before == 1
-        assert [k.path[-1] for k in request.asset_selection] == ["scenes"]
-        keys.append(request.run_key)
-        assert launch(defs, instance, request).success
-        with duckdb.connect(settings.db_path, read_only=True) as con:
-            assert mirror_differences(con, fake.truth()) == []
-        assert tick(defs, instance).run_requests == []
+        keys.append(one_run_then_quiet(world, ["scenes"]))
     assert len(set(keys)) == len(keys)  # each a new run, none deduplicated by its key
