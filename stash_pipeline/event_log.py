@@ -141,7 +141,6 @@ class ReusedEngineSqliteEventLogStorage(SqliteEventLogStorage):
         return self._present("secondary_index", name, lambda: parent.has_secondary_index(name))
 
     def wipe(self) -> None:
-        self._schema_facts.clear()
         super().wipe()
         self._schema_facts.clear()
 

@@ -189,7 +189,11 @@ class SyncMetadata:
     @classmethod
     def latest(cls, instance: dg.DagsterInstance, entity_type: str) -> "SyncMetadata | None":
         """The record of the latest materialization of an entity asset, if any."""
-        event = instance.get_latest_materialization_event(dg.AssetKey(entity_type))
+        return cls.of_event(instance.get_latest_materialization_event(dg.AssetKey(entity_type)))
+
+    @classmethod
+    def of_event(cls, event: dg.EventLogEntry | None) -> "SyncMetadata | None":
+        """The record a materialization event carries, if it is one."""
         if event is None or event.asset_materialization is None:
             return None
         return cls.parse(event.asset_materialization.metadata)

@@ -51,15 +51,9 @@ ACTIVE_STATUSES = [
 ENTITY_KEYS = {dg.AssetKey(s.name) for s in ENTITY_SPECS}
 
 
-def last_sync(instance: dg.DagsterInstance, entity_type: str) -> SyncMetadata:
-    """The latest sync record of a type (an empty one if it never synced)."""
-    return SyncMetadata.latest(instance, entity_type) or SyncMetadata()
-
-
-def last_sync_runs(instance: dg.DagsterInstance, types: list[str]) -> dict[str, str | None]:
-    """The run that last materialized each type (``None``: never)."""
-    events = {t: instance.get_latest_materialization_event(dg.AssetKey(t)) for t in types}
-    return {t: e.run_id if e is not None else None for t, e in events.items()}
+def last_syncs(instance: dg.DagsterInstance) -> dict[str, dg.EventLogEntry | None]:
+    """Every type's latest materialization (``None``: never synced): its record and its run."""
+    return {s.name: instance.get_latest_materialization_event(dg.AssetKey(s.name)) for s in ENTITY_SPECS}
 
 
 def active_sync_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -200,7 +194,8 @@ def build_smart_sync_sensor(
             return dg.SkipReason(
                 f"a sync is queued or running ({active[0].run_id[:8]}); not piling up another"
             )
-        last = {s.name: last_sync(context.instance, s.name) for s in ENTITY_SPECS}
+        events = last_syncs(context.instance)
+        last = {name: SyncMetadata.of_event(e) or SyncMetadata() for name, e in events.items()}
         try:
             with stash.client() as client:
                 answers = client.probe(probes_for(last, stamp_limit), with_totals=True)
@@ -218,7 +213,7 @@ def build_smart_sync_sensor(
                 "cursors": {t: last[t].cursor for t in types},
                 # And the runs they were last synced by: a state seen before one of those (a
                 # sub-group added, removed, added again) gets a new key, not a deduplicated one.
-                "after_runs": last_sync_runs(context.instance, types),
+                "after_runs": {t: events[t].run_id if events[t] else None for t in types},
                 "answers": {k: _fingerprint(k, v) for k, v in answers.items()},
             },
             sort_keys=True,
