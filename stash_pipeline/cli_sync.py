@@ -31,6 +31,8 @@ def _parse_types(value: str | None) -> list[str] | None:
 def _print_outcome(outcome) -> None:
     for run_id in outcome.released:
         click.echo(f"earlier run {run_id} had died (process gone): marked failed, its slots freed")
+    if outcome.why_run:
+        click.echo(f"probe: {outcome.why_run}")
     click.echo(f"run {outcome.run_id}")
     w = TYPE_WIDTH
     header = f"{'type':<{w}}{'sync':<12}{'fetched':>9}{'created':>9}{'updated':>9}{'deleted':>9}{'failed':>8}{'local':>9}{'stash':>9}"
@@ -83,17 +85,28 @@ class ProgressBars:
             bar.close()
 
 
-def _run(verbose: bool = False, **kwargs) -> int:
-    from stash_pipeline import progress
-    from stash_pipeline.definitions import defs
+def _run(verbose: bool = False, probe_first: bool = False, **kwargs) -> int:
     from stash_pipeline.instance import persistent_instance
-    from stash_pipeline.runner import run_sync
 
     # One ASSET_MATERIALIZATION_PLANNED event per asset for a ranged run, instead of one per asset
     # and month partition (1,235 SQLite writes before a full sync starts: 10-30 s).  Dagster's
     # trade-off: a failed run does not mark each of its partitions failed.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     instance = persistent_instance()
+    why_run = None
+    if probe_first and kwargs.get("mode") == "incremental" and not kwargs.get("since"):
+        from stash_pipeline.precheck import before_sync
+
+        verdict = before_sync(instance, kwargs.get("types"))
+        if verdict.quiet:
+            click.echo(f"{verdict.quiet}: nothing to run (--always-run runs anyway)")
+            return 0
+        why_run = verdict.why_run
+
+    from stash_pipeline import progress
+    from stash_pipeline.definitions import defs
+    from stash_pipeline.runner import run_sync
+
     bars = ProgressBars()
     progress.add_listener(bars)
     try:
@@ -106,6 +119,7 @@ def _run(verbose: bool = False, **kwargs) -> int:
     finally:
         progress.remove_listener(bars)
         bars.close()
+    outcome.why_run = why_run
     _print_outcome(outcome)
     return outcome.exit_code
 
@@ -122,11 +136,24 @@ def register(main: click.Group) -> None:
     )
     @click.option("--types", default=None, help=f"Comma-separated subset of: {', '.join(TYPE_NAMES)}.")
     @click.option("--allow-mass-delete", is_flag=True, help="Apply deletes above the safety limit.")
+    @click.option(
+        "--always-run",
+        is_flag=True,
+        help="Run even when Stash's one-request probe shows no change since the last sync.",
+    )
     @click.option("--verbose", "-v", is_flag=True, help="Show Dagster's run log on the console.")
     def sync(
-        full: bool, since: str | None, types: str | None, allow_mass_delete: bool, verbose: bool
+        full: bool,
+        since: str | None,
+        types: str | None,
+        allow_mass_delete: bool,
+        always_run: bool,
+        verbose: bool,
     ) -> None:
-        """Sync the mirror: incremental from the stored cursor (a type never synced gets a full sync)."""
+        """Sync the mirror: incremental from the stored cursor (a type never synced gets a full sync).
+
+        An incremental sync asks Stash first (one request) whether anything changed since the
+        last sync, and makes no run when nothing did."""
         if full and since:
             raise click.UsageError("--full and --since exclude each other")
         from stash_pipeline.settings import load_env_file
@@ -137,6 +164,7 @@ def register(main: click.Group) -> None:
             mode="full" if full else "incremental",
             since=since,
             allow_mass_delete=allow_mass_delete,
+            probe_first=not always_run,
             verbose=verbose,
         )
         sys.exit(code)

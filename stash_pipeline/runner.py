@@ -43,6 +43,7 @@ class RunOutcome:
     derived: list[str] = field(default_factory=list)
     error: str | None = None
     released: list[str] = field(default_factory=list)  # dead earlier runs marked failed first
+    why_run: str | None = None  # what the CLI's probe found (or could not answer for)
 
     @property
     def partial(self) -> bool:

@@ -84,8 +84,12 @@ def test_one_sync_upgrades_an_old_mirror_in_place_and_keeps_its_history(tmp_path
     assert history.returncode == 0, outcome(history)
     assert f"run {run_id_of(first.stdout)[:8]}" in history.stdout  # the creation, logged before the upgrade
 
-    # The refill is done: the next run is an ordinary incremental one for every type.
-    again = env.run("sync")
+    # The refill is done: a sync finds nothing to do (the mirror is as that run left it), and a
+    # run made anyway is an ordinary incremental one for every type.
+    quiet = env.run("sync")
+    assert quiet.returncode == 0, outcome(quiet)
+    assert "no change in Stash since the last sync (one probe request): nothing to run" in quiet.stdout
+    again = env.run("sync", "--always-run")
     assert again.returncode == 0, outcome(again)
     assert set(sync_types(env, run_id_of(again.stdout)).values()) == {"incremental"}
     assert "re-read all rows" not in again.stdout

@@ -13,6 +13,7 @@ import duckdb
 from stash_pipeline.assets.partitions import repartitioned
 from stash_pipeline.mirror.activity import mirror_listed_activity
 from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.evolution import layout_digest
 from stash_pipeline.mirror.links import links_digest, mirror_links
 from stash_pipeline.mirror.stamps import mirror_digest, mirror_linked_digest, stamp_digest
 from stash_pipeline.mirror.state import read_state
@@ -85,6 +86,7 @@ class SyncMetadata:
     stash_version: str | None = None
     not_offered: list[str] | None = None  # "studios.urls, read from studios.url"
     partitioning: str | None = None  # "year" or "month" (None: written before it was recorded)
+    mirror_layout: str | None = None  # the tables' layout it was written with (``layout_digest``)
     # Every row Stash writes after this sync began has a stamp text at or above this: where the
     # next incremental run's partition range starts (``incremental_start``).
     fresh_bound: str | None = None
@@ -150,6 +152,7 @@ class SyncMetadata:
             stash_version=report.stash_version,
             not_offered=report.not_offered or None,
             partitioning=partitioning,
+            mirror_layout=layout_digest(),
             fresh_bound=any_offset_bound(state.server_time - timedelta(seconds=overlap_seconds))
             if state.server_time
             else None,

@@ -132,7 +132,15 @@ def expected_catalog() -> Catalog:
     return Catalog(expected, digest)
 
 
-def _recorded(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
+@cache
+def layout_digest() -> str:
+    """A digest of the tables this version writes (its schema version and every table's DDL),
+    cheap enough for a sensor tick: a sync records it, and a different one means an upgrade the
+    mirror has not been brought to yet."""
+    return hashlib.sha256(repr((SCHEMA_VERSION, _ddl())).encode()).hexdigest()[:16]
+
+
+def recorded_schema(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
     if not table_exists(con, "mirror_schema"):
         return None
     row = con.execute(
@@ -145,7 +153,7 @@ def evolve(con: duckdb.DuckDBPyConnection) -> SchemaChanges:
     """Create, migrate and extend the mirror's tables as needed; one small catalog read when the
     mirror is current (every sync of every type opens it)."""
     catalog = expected_catalog()
-    recorded = _recorded(con)
+    recorded = recorded_schema(con)
     if recorded == (SCHEMA_VERSION, catalog.fingerprint):
         return SchemaChanges()
     existing: dict[str, dict[str, str]] = {}

@@ -186,7 +186,8 @@ class StashClient(PagedReads):
     def probe(self, probes: Mapping[queries.Probe, Filter], with_totals: bool = False) -> dict[str, Any]:
         """The sensor's probes (each with its filter, or ``None``) in ONE request, keyed by alias:
         a count, or for a stamps probe the sorted ``(id, updated_at)`` pairs, verified against the
-        count in the same answer; with ``with_totals``, ``stats``' activity totals as ``"stats"``."""
+        count in the same answer; with ``with_totals``, ``stats``' activity totals as ``"stats"``
+        and the server's version as ``"stash_version"`` (as ``features()`` names it)."""
         if not probes:
             return {}
         document = queries.probes_query(tuple(probes), with_totals)
@@ -198,6 +199,7 @@ class StashClient(PagedReads):
             if not isinstance(stats, dict):
                 raise StashProtocolError(f"{queries.PROBES_OPERATION}: the answer has no stats object")
             out["stats"] = {k: _number(stats.get(k), f"stats.{k}") for k in queries.ACTIVITY_TOTALS}
+            out["stash_version"] = (data.get("version") or {}).get("version") or "unknown"
         for probe in probes:
             result = self._result(data, probe.alias, queries.PROBES_OPERATION)
             count = self._int(result.get("count"), f"{probe.alias}.count")

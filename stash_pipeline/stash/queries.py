@@ -283,7 +283,7 @@ def sensor_probes(name: str) -> tuple[Probe, Probe, Probe, Probe]:
 @cache
 def probes_query(probes: tuple[Probe, ...], with_totals: bool = False) -> str:
     """Any number of probes in ONE document (one request per tick, one read transaction), and
-    ``stats``' activity totals when asked (``with_totals``)."""
+    ``stats``' activity totals and the server's version when asked (``with_totals``)."""
     count_filter = f"filter: {{per_page: 0, {SORT}}}"
     all_rows = f"filter: {{page: 1, per_page: -1, {SORT}, direction: ASC}}"
     params: list[str] = []
@@ -311,6 +311,7 @@ def probes_query(probes: tuple[Probe, ...], with_totals: bool = False) -> str:
             fields.append(f"{probe.alias}: {spec.query}({args}{count_filter}) {{ count }}")
     if with_totals:
         fields.append(f"stats {{ {' '.join(ACTIVITY_TOTALS)} }}")
+        fields.append("version { version }")
     if not fields:
         raise ValueError("a probe needs at least one question")
     head = f"query {PROBES_OPERATION}({', '.join(params)})" if params else f"query {PROBES_OPERATION}"

@@ -8,7 +8,7 @@ import pytest
 
 from stash_pipeline.assets.metadata import SyncMetadata, incremental_start
 from stash_pipeline.assets.partitions import entity_partitions, keys_covering, window_for
-from stash_pipeline.automation.sensors import changed_types
+from stash_pipeline.automation.probe import changed_types
 from stash_pipeline.definitions import build_definitions
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize

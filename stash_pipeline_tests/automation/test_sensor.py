@@ -309,3 +309,19 @@ def test_a_resume_point_saved_without_a_play_launches_a_scenes_run(world):
         assert stats_totals() == totals  # nothing the totals probe could see
         keys.append(one_run_then_quiet(world, ["scenes"]))
     assert len(set(keys)) == len(keys)  # each a new run, none deduplicated by its key
+
+
+def test_an_upgrade_of_stash_pipeline_that_changes_the_tables_launches_a_run_of_every_type(
+    world, monkeypatch
+):
+    """The sensor never opens the mirror: it tells an upgrade by the tables' layout the last sync
+    recorded (a new version's ``layout_digest`` differs), and the run brings the mirror to it."""
+    _fake, defs, instance, _settings = world
+    full_sync(defs, instance)  # nothing changes in Stash after it: the layout is the only reason
+    assert tick(defs, instance).run_requests == []
+    monkeypatch.setattr("stash_pipeline.automation.probe.layout_digest", lambda: "a-newer-layout")
+    (request,) = tick(defs, instance).run_requests
+    assert [k.path[-1] for k in request.asset_selection] == ENTITY_NAMES
+    monkeypatch.setattr("stash_pipeline.assets.metadata.layout_digest", lambda: "a-newer-layout")
+    assert launch(defs, instance, request).success
+    assert tick(defs, instance).run_requests == []

@@ -507,7 +507,7 @@ def _cli_events(proc: Proc, dagster_home: Path) -> dict[str, Any]:
     }
 
 
-def run_cli(url: str, workdir: Path, page_size: int, full: bool) -> Proc:
+def run_cli(url: str, workdir: Path, page_size: int, full: bool, extra: tuple[str, ...] = ()) -> Proc:
     env = os.environ.copy()
     env.update(
         {
@@ -519,7 +519,7 @@ def run_cli(url: str, workdir: Path, page_size: int, full: bool) -> Proc:
     )
     env.pop("STASH_API_KEY", None)
     (workdir / "dagster_home").mkdir(exist_ok=True)
-    command = [*_cli_command(), "sync"] + (["--full"] if full else [])
+    command = [*_cli_command(), "sync"] + (["--full"] if full else []) + list(extra)
     return _run(command, env=env, cwd=str(workdir))
 
 
@@ -637,19 +637,22 @@ def run_fixed_cost(args: argparse.Namespace, workdir: Path) -> "list[Row]":
     scenes, images = FIXED_LIBRARY
     fake = FakeServer(scenes, images)
     try:
-        fulls, quiet = [], []
+        fulls, quiet, forced = [], [], []
         for attempt in range(args.repeat):
             cli_dir = workdir / f"cli-fixed-{attempt}"
             cli_dir.mkdir()
             fulls.append(run_cli(fake.url, cli_dir, args.page_size, full=True))
             quiet.append(run_cli(fake.url, cli_dir, args.page_size, full=False))
+            forced.append(run_cli(fake.url, cli_dir, args.page_size, full=False, extra=("--always-run",)))
         full = min(fulls, key=lambda p: p.seconds)
         nochange = min(quiet, key=lambda p: p.seconds)
+        made = min(forced, key=lambda p: p.seconds)
         events_full = _cli_events(full, workdir / f"cli-fixed-{fulls.index(full)}" / "dagster_home")
-        events_quiet = _cli_events(nochange, workdir / f"cli-fixed-{quiet.index(nochange)}" / "dagster_home")
+        events_made = _cli_events(made, workdir / f"cli-fixed-{forced.index(made)}" / "dagster_home")
         log(
             f"full {', '.join(f'{p.seconds:.2f}' for p in fulls)} s; "
-            f"no change {', '.join(f'{p.seconds:.2f}' for p in quiet)} s"
+            f"no change {', '.join(f'{p.seconds:.2f}' for p in quiet)} s; "
+            f"no change, run anyway {', '.join(f'{p.seconds:.2f}' for p in forced)} s"
         )
     finally:
         fake.close()
@@ -665,7 +668,7 @@ def run_fixed_cost(args: argparse.Namespace, workdir: Path) -> "list[Row]":
             cpu=full.cpu_s,
         ),
         Row(
-            f"fixed cost: CLI sync that finds nothing ({events_quiet.get('events', '?')} events)",
+            f"fixed cost: CLI sync that finds nothing ({_quiet_label(nochange)})",
             None,
             nochange.seconds,
             nochange.maxrss_mb,
@@ -673,7 +676,22 @@ def run_fixed_cost(args: argparse.Namespace, workdir: Path) -> "list[Row]":
             ok=nochange.seconds <= GOAL_FIXED_NOCHANGE_S,
             cpu=nochange.cpu_s,
         ),
+        Row(
+            f"fixed cost: the same, run anyway (--always-run: {events_made.get('events', '?')} events)",
+            None,
+            made.seconds,
+            made.maxrss_mb,
+            cpu=made.cpu_s,
+        ),
     ]
+
+
+def _quiet_label(proc: Proc) -> str:
+    """Whether the CLI's probe proved the sync had nothing to do (no run), or why it ran."""
+    if "nothing to run" in proc.stdout:
+        return "the probe proved it: one request, no run"
+    why = next((line for line in proc.stdout.splitlines() if line.startswith("probe: ")), "")
+    return f"a run{': ' + why[7:80] if why else ''}"
 
 
 def _logger(scale: str) -> Any:
@@ -838,7 +856,7 @@ def rows_for(res: ScaleResult) -> list[Row]:
     if res.cli_quiet:
         rows.append(
             Row(
-                f"[{tag}] CLI sync that finds nothing (derived tables left as they are)",
+                f"[{tag}] CLI sync that finds nothing ({_quiet_label(res.cli_quiet)})",
                 None,
                 res.cli_quiet.seconds,
                 res.cli_quiet.maxrss_mb,
