@@ -217,8 +217,8 @@ def sync_verdict(
         return Verdict(why_run=differs)
     try:
         answers = client.probe(probes_for(last, stamp_limit), with_totals=True)
-    except StashError as exc:
-        return Verdict(why_run=f"the probe failed ({exc})")
+    except StashError as exc:  # the run asks again, as patiently as configured, and says why it fails
+        return Verdict(why_run=f"the probe got no usable answer ({type(exc).__name__}); the run asks again")
     reasons = changed_types(last, answers, stamp_limit, partitioning)
     changed: dict[str, list[str]] = {}
     for name in names:

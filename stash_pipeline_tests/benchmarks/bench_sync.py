@@ -292,7 +292,14 @@ def _run(command: list[str], *, env: dict[str, str] | None = None, cwd: str | No
     if process.returncode not in (0, 2):
         tail = "\n".join((stdout + stderr).strip().splitlines()[-25:])
         raise RuntimeError(f"{' '.join(command[:6])}... exited {process.returncode}:\n{tail}")
-    return Proc(result, seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, stdout, stderr)
+    return Proc(
+        result,
+        seconds,
+        usage.ru_maxrss / 1024,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        stdout=stdout,
+        stderr=stderr,
+    )
 
 
 def _child(kind: str, cfg: dict[str, Any]) -> Proc:
