@@ -104,6 +104,13 @@ def test_a_mirror_unlike_the_last_sync_is_synced_not_trusted(tmp_path, make_fake
     env.assert_equal()
     quiet(env)
 
+    # Stash is gone: no answer is no proof, so the run is made, and fails saying why.
+    env.server.close()
+    result = env.run("sync")
+    assert result.returncode == 1, outcome(result)
+    assert "probe: the probe got no usable answer (StashUnavailableError); the run asks again" in result.stdout
+    assert "connection error" in result.stderr
+
 
 def test_a_stash_upgraded_since_the_last_sync_is_synced(tmp_path, make_fake_server):
     fake = FakeStash.generated(SCENARIO_SIZE, seed=14, version="v0.28.1")
