@@ -108,7 +108,9 @@ def test_a_mirror_unlike_the_last_sync_is_synced_not_trusted(tmp_path, make_fake
     env.server.close()
     result = env.run("sync")
     assert result.returncode == 1, outcome(result)
-    assert "probe: the probe got no usable answer (StashUnavailableError); the run asks again" in result.stdout
+    assert (
+        "probe: the probe got no usable answer (StashUnavailableError); the run asks again" in result.stdout
+    )
     assert "connection error" in result.stderr
 
 

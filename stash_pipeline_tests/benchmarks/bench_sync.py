@@ -253,7 +253,78 @@ def child_import() -> None:
     _emit({"seconds": time.perf_counter() - t0})
 
 
-CHILDREN = {"floor": child_floor, "engine": child_engine, "derived": child_derived}
+def child_empty_run(cfg: dict[str, Any]) -> None:
+    """What bounds the fixed cost: a run of the CLI's shape with no work in it.
+
+    The same assets (eight yearly-partitioned entity assets from the same start, computed by one
+    step; eight derived ones by another), the same 32 checks in two steps, the same instance
+    configuration (``dagster.yaml``, our event log) and the same planned-event setting, over every
+    partition as ``sync --full`` runs, each materialization carrying as many metadata entries as a
+    sync's.  The bodies only yield.  The process's wall time is the answer (its imports included,
+    like the CLI's)."""
+    import dagster as dg
+
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    from stash_pipeline.assets.partitions import entity_partitions, range_tags
+    from stash_pipeline.instance import persistent_instance
+    from stash_pipeline.mirror.derived import DERIVED_TABLES
+    from stash_pipeline.model import ENTITY_SPECS
+    from stash_pipeline.settings import Settings
+
+    partitions = entity_partitions(Settings.from_env().partition_start)
+    names = [spec.name for spec in ENTITY_SPECS]
+    derived = [table.name for table in DERIVED_TABLES]
+    metadata = {f"field_{i}": i for i in range(40)}
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(n, partitions_def=partitions) for n in names],
+        can_subset=True,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def entities(context: dg.AssetExecutionContext):
+        for key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+    @dg.multi_asset(specs=[dg.AssetSpec(n, deps=names) for n in derived], can_subset=True)
+    def derived_tables(context: dg.AssetExecutionContext):
+        for key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+
+    entity_checks = [
+        dg.AssetCheckSpec(check, asset=n)
+        for n in names
+        for check in ("count_matches_stash", "no_duplicates", "links_resolve")
+    ]
+
+    @dg.multi_asset_check(specs=entity_checks, can_subset=True)
+    def checks_of_entities(context: dg.AssetCheckExecutionContext):
+        for key in context.selected_asset_check_keys:
+            yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=True)
+
+    @dg.multi_asset_check(
+        specs=[dg.AssetCheckSpec("consistent_with_inputs", asset=n) for n in derived], can_subset=True
+    )
+    def checks_of_derived(context: dg.AssetCheckExecutionContext):
+        for key in context.selected_asset_check_keys:
+            yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=True)
+
+    defs = dg.Definitions(
+        assets=[entities, derived_tables],
+        asset_checks=[checks_of_entities, checks_of_derived],
+        executor=dg.in_process_executor,
+    )
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=persistent_instance(), tags=range_tags(partitions), raise_on_error=True
+    )
+    _emit({"success": result.success, "events": len(result.all_events)})
+
+
+CHILDREN = {
+    "floor": child_floor,
+    "engine": child_engine,
+    "derived": child_derived,
+    "empty_run": child_empty_run,
+}
 
 
 # ================================================================================ parent side
@@ -644,22 +715,25 @@ def run_fixed_cost(args: argparse.Namespace, workdir: Path) -> "list[Row]":
     scenes, images = FIXED_LIBRARY
     fake = FakeServer(scenes, images)
     try:
-        fulls, quiet, forced = [], [], []
+        fulls, quiet, forced, empties = [], [], [], []
         for attempt in range(args.repeat):
             cli_dir = workdir / f"cli-fixed-{attempt}"
             cli_dir.mkdir()
             fulls.append(run_cli(fake.url, cli_dir, args.page_size, full=True))
             quiet.append(run_cli(fake.url, cli_dir, args.page_size, full=False))
             forced.append(run_cli(fake.url, cli_dir, args.page_size, full=False, extra=("--always-run",)))
+            empties.append(run_empty(workdir / f"empty-run-{attempt}"))
         full = min(fulls, key=lambda p: p.seconds)
         nochange = min(quiet, key=lambda p: p.seconds)
         made = min(forced, key=lambda p: p.seconds)
+        empty = min(empties, key=lambda p: p.seconds)
         events_full = _cli_events(full, workdir / f"cli-fixed-{fulls.index(full)}" / "dagster_home")
         events_made = _cli_events(made, workdir / f"cli-fixed-{forced.index(made)}" / "dagster_home")
         log(
             f"full {', '.join(f'{p.seconds:.2f}' for p in fulls)} s; "
             f"no change {', '.join(f'{p.seconds:.2f}' for p in quiet)} s; "
-            f"no change, run anyway {', '.join(f'{p.seconds:.2f}' for p in forced)} s"
+            f"no change, run anyway {', '.join(f'{p.seconds:.2f}' for p in forced)} s; "
+            f"empty run of the same shape {', '.join(f'{p.seconds:.2f}' for p in empties)} s"
         )
     finally:
         fake.close()
@@ -673,6 +747,14 @@ def run_fixed_cost(args: argparse.Namespace, workdir: Path) -> "list[Row]":
             goal=f"<= {GOAL_FIXED_FULL_S:.0f} s",
             ok=full.seconds <= GOAL_FIXED_FULL_S,
             cpu=full.cpu_s,
+        ),
+        Row(
+            f"  bound: a run of the same shape with no work ({empty.result.get('events', '?')} events)",
+            None,
+            empty.seconds,
+            empty.maxrss_mb,
+            f"{full.seconds / empty.seconds:.2f}x of it: the full sync",
+            cpu=empty.cpu_s,
         ),
         Row(
             f"fixed cost: CLI sync that finds nothing ({_quiet_label(nochange)})",
@@ -691,6 +773,15 @@ def run_fixed_cost(args: argparse.Namespace, workdir: Path) -> "list[Row]":
             cpu=made.cpu_s,
         ),
     ]
+
+
+def run_empty(workdir: Path) -> Proc:
+    """``child_empty_run`` in a fresh ``DAGSTER_HOME``, started as the CLI is."""
+    home = workdir / "dagster_home"
+    home.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STASH_", "DAGSTER_"))}
+    env["DAGSTER_HOME"] = str(home)
+    return _run([sys.executable, "-m", THIS, "--child", "empty_run", "{}"], env=env, cwd=str(workdir))
 
 
 def _quiet_label(proc: Proc) -> str:
