@@ -951,16 +951,6 @@ def rows_for(res: ScaleResult) -> list[Row]:
                 cpu=res.cli_incr.cpu_s,
             )
         )
-    if res.cli_quiet:
-        rows.append(
-            Row(
-                f"[{tag}] CLI sync that finds nothing ({_quiet_label(res.cli_quiet)})",
-                None,
-                res.cli_quiet.seconds,
-                res.cli_quiet.maxrss_mb,
-                cpu=res.cli_quiet.cpu_s,
-            )
-        )
         ev = res.cli_events_incr
         steps = sum(v for k, v in ev.get("steps", {}).items() if k in _ENTITY_NAMES)
         if steps:
@@ -972,6 +962,16 @@ def rows_for(res: ScaleResult) -> list[Row]:
                     steps,
                 )
             )
+    if res.cli_quiet:
+        rows.append(
+            Row(
+                f"[{tag}] CLI sync that finds nothing ({_quiet_label(res.cli_quiet)})",
+                None,
+                res.cli_quiet.seconds,
+                res.cli_quiet.maxrss_mb,
+                cpu=res.cli_quiet.cpu_s,
+            )
+        )
     return rows
 
 
