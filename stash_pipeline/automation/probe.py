@@ -116,6 +116,11 @@ def changed_types(
                 f"partitions are by {partitioning} now (by {state.partitioning or OLD_PARTITIONING} "
                 "at the last sync): a full sync materializes every partition"
             )
+        elif state.mirror_layout is None:
+            reasons[spec.name] = (
+                "the last sync was made by an older stash-pipeline (it recorded no tables' layout): "
+                "the run records it"
+            )
         elif state.mirror_layout != layout_digest():
             reasons[spec.name] = (
                 "the mirror's tables changed with a stash-pipeline upgrade since the last sync: "
