@@ -199,7 +199,7 @@ class StashClient(PagedReads):
             if not isinstance(stats, dict):
                 raise StashProtocolError(f"{queries.PROBES_OPERATION}: the answer has no stats object")
             out["stats"] = {k: _number(stats.get(k), f"stats.{k}") for k in queries.ACTIVITY_TOTALS}
-            out["stash_version"] = (data.get("version") or {}).get("version") or "unknown"
+            out["stash_version"] = features.version_of(data)
         for probe in probes:
             result = self._result(data, probe.alias, queries.PROBES_OPERATION)
             count = self._int(result.get("count"), f"{probe.alias}.count")

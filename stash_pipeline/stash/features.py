@@ -25,6 +25,12 @@ FEATURES = (
 """The server's version, the field names of its types and their arguments, in one request."""
 
 
+def version_of(data: dict) -> str:
+    """The server's version from an answer that asked ``version { version }`` (the features
+    request and the sensor's probe both do, and a sync records it: they must name it alike)."""
+    return (data.get("version") or {}).get("version") or "unknown"
+
+
 NO_FIND_FILES = "findFiles (renamed or rescanned files are seen by full syncs only)"
 
 
@@ -78,8 +84,7 @@ class ServerFeatures:
             for f in t.get("fields") or []
             if f.get("args")
         }
-        version = (data.get("version") or {}).get("version") or "unknown"
-        return cls(version=version, fields=fields, arguments=arguments)
+        return cls(version=version_of(data), fields=fields, arguments=arguments)
 
     def takes(self, type_name: str, field_name: str, argument: str) -> bool:
         return argument in self.arguments.get(f"{type_name}.{field_name}", frozenset())
