@@ -14,6 +14,7 @@ from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.settings import Settings
+from stash_pipeline_tests.dagster_instance import project_test_instance
 from stash_pipeline_tests.expected_mirror import mirror_differences
 from stash_pipeline_tests.sync_harness import open_db
 
@@ -72,7 +73,7 @@ def test_after_switching_from_monthly_to_yearly_the_first_run_is_a_full_sync(
     db = str(tmp_path / "mirror.duckdb")
     monkeypatch.setenv("STASH_URL", server.url)  # the resources read it from the environment
     start = date(date.today().year - 1, 1, 1)
-    with dg.instance_for_test() as instance:
+    with project_test_instance() as instance:
         monthly = build_definitions(Settings.from_env({**_env(server.url, db), "STASH_PARTITIONS": "month"}))
         _sync(monthly, instance, "full")
         months = instance.get_materialized_partitions(dg.AssetKey("studios"))

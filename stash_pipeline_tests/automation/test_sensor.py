@@ -9,6 +9,7 @@ from stash_pipeline.definitions import build_definitions
 from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.settings import Settings
+from stash_pipeline_tests.dagster_instance import project_test_instance
 from stash_pipeline_tests.expected_mirror import mirror_differences
 from stash_pipeline_tests.sync_harness import ENTITY_NAMES, PARTITION_START, all_partition_tags
 
@@ -24,7 +25,7 @@ def world(tmp_path, make_fake_server):
         page_size=100,
     )
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance:
+    with project_test_instance() as instance:
         yield fake, defs, instance, settings
 
 

@@ -28,6 +28,7 @@ from stash_pipeline.fakestash.server import FakeStashServer
 from stash_pipeline.model import ENTITY_SPECS
 from stash_pipeline.runner import RunOutcome, run_sync
 from stash_pipeline.settings import Settings
+from stash_pipeline_tests.dagster_instance import project_test_instance
 from stash_pipeline_tests.expected_derived import derived_differences
 from stash_pipeline_tests.expected_mirror import mirror_differences
 from stash_pipeline_tests.sync_harness import PARTITION_START
@@ -161,7 +162,7 @@ def derived_env(
     """Factory: ``derived_env(size=..., seed=..., fake=...)`` → an environment, not yet synced."""
     monkeypatch.delenv("STASH_URL", raising=False)
     monkeypatch.delenv("STASH_API_KEY", raising=False)
-    with dg.instance_for_test() as instance:
+    with project_test_instance() as instance:
         counter = iter(range(100))
 
         def make(

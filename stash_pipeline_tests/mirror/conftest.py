@@ -11,6 +11,7 @@ from stash_pipeline.fakestash.app import FakeStash
 from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.fakestash.server import FakeStashServer
 from stash_pipeline.fakestash.versions import CURRENT
+from stash_pipeline_tests.dagster_instance import project_test_instance
 from stash_pipeline_tests.expected_mirror import MirrorFileChecks
 from stash_pipeline_tests.sync_harness import metadata_of, run_sync
 
@@ -50,7 +51,7 @@ def mirror_env(
     tmp_path: Path, make_fake_server: Callable[[FakeStash], FakeStashServer], stash_version: str
 ) -> Iterator[Callable[..., MirrorEnv]]:
     """Factory: ``mirror_env(zone=..., size=..., seed=...)`` → an environment, not yet synced."""
-    with dg.instance_for_test() as instance:
+    with project_test_instance() as instance:
         counter = iter(range(100))
 
         def make(

@@ -7,7 +7,6 @@ that ONE incremental run must make the mirror equal to the fake's truth, and the
 quiet again (one request).
 """
 
-import dagster as dg
 import duckdb
 import pytest
 
@@ -18,6 +17,7 @@ from stash_pipeline.fakestash.generator import LibrarySize
 from stash_pipeline.mirror.state import read_state
 from stash_pipeline.settings import Settings
 from stash_pipeline_tests.automation.test_sensor import full_sync, launch, tick
+from stash_pipeline_tests.dagster_instance import project_test_instance
 from stash_pipeline_tests.expected_mirror import mirror_differences
 from stash_pipeline_tests.sync_harness import PARTITION_START, open_db
 
@@ -35,7 +35,7 @@ def world(tmp_path, make_fake_server):
         )
         return fake, build_definitions(settings), settings
 
-    with dg.instance_for_test() as instance:
+    with project_test_instance() as instance:
         yield make, instance
 
 
