@@ -252,3 +252,39 @@ def test_schema_answers_found_present_are_kept_and_absent_ones_asked_again(home)
         # And a run after all this is stored and read as before.
         run_id = _materialize(instance)
         assert _materializations(instance) == [run_id]
+
+
+def test_commits_do_not_wait_for_the_disk_and_other_readers_see_them(home, tmp_path):
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        run_id = _materialize(instance)
+        # A run's own file: no fsync; the index: fsync at checkpoints only (WAL mode, never corrupt).
+        with storage.run_connection(run_id) as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 0  # OFF
+        with storage.index_connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        # The idle connection kept on the index: each write's close is not the last one, so the
+        # WAL stays (no checkpoint and its fsyncs per write) ...
+        index = Path(storage.path_for_shard("index"))
+        assert Path(f"{index}-wal").exists()
+        # ... and a reader in another storage (Dagster's own, as in an older process) still sees
+        # every committed event meanwhile.
+        other = tmp_path / "other_home"
+        other.mkdir()
+        (other / "dagster.yaml").write_text(
+            _OLD_YAML + f"event_log_storage:\n  module: dagster._core.storage.event_log\n"
+            f"  class: SqliteEventLogStorage\n  config:\n    base_dir: {index.parent}\n"
+        )
+        with _no_dagster_home(), dg.DagsterInstance.from_config(str(other)) as reader:
+            assert [
+                r.run_id for r in reader.fetch_materializations(dg.AssetKey("probe_asset"), limit=5).records
+            ] == [run_id]
+    # Closed: the last connection checkpoints the WAL into the file.
+    assert not Path(f"{index}-wal").exists()
+    con = sqlite3.connect(index)
+    try:
+        assert con.execute("SELECT count(*) FROM event_logs WHERE run_id = ?", [run_id]).fetchone()[0] > 0
+    finally:
+        con.close()
