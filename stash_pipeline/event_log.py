@@ -121,7 +121,7 @@ class ReusedEngineSqliteEventLogStorage(SqliteEventLogStorage):
                 poolclass=NullPool,
                 connect_args={"timeout": sqlite_event_log.SQLITE_BUSY_TIMEOUT_SECONDS},
             )
-            is_index = conn_string.endswith(f"/{sqlite_event_log.INDEX_SHARD_NAME}.db")
+            is_index = conn_string == self.conn_string_for_shard(sqlite_event_log.INDEX_SHARD_NAME)
             event.listen(engine, "connect", INDEX_SYNC if is_index else RUN_FILE_SYNC)
             if is_index and self._index_keeper is None:
                 # An idle connection kept open, so that closing each write's connection is not the

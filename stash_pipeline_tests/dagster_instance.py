@@ -7,7 +7,12 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-EVENT_LOG_STORAGE = {"module": "stash_pipeline.event_log", "class": "ReusedEngineSqliteEventLogStorage"}
+from stash_pipeline.event_log import ReusedEngineSqliteEventLogStorage
+
+EVENT_LOG_STORAGE = {
+    "module": ReusedEngineSqliteEventLogStorage.__module__,
+    "class": ReusedEngineSqliteEventLogStorage.__name__,
+}
 
 
 @contextmanager
