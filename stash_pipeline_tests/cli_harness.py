@@ -8,7 +8,7 @@ Everything the CLI writes lives in one temporary directory, which is also its wo
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +58,14 @@ class CliEnv(MirrorFileChecks):
         env.update(self.extra_env)
         return env
 
-    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        """Run ``stash-pipeline *args`` to the end; stdout and stderr captured as text."""
+    def run(
+        self, *args: str, timeout: float = 240, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run ``stash-pipeline *args`` to the end (``env`` added to its environment); stdout and
+        stderr captured as text."""
         return subprocess.run(
             [CLI, *args],
-            env=self.environ(),
+            env={**self.environ(), **(env or {})},
             cwd=self.root,
             capture_output=True,
             text=True,

@@ -42,15 +42,38 @@ def ran(env: CliEnv, *args: str) -> str:
     return result.stdout
 
 
+# Loaded only to make a run: a sync that finds nothing must not pay for them.
+RUN_ONLY_MODULES = {
+    "polars",
+    "stash_pipeline.definitions",
+    "stash_pipeline.mirror.sync",
+    "stash_pipeline.mirror.frames",
+}
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """The modules a process imported, from Python's ``-X importtime`` report on its stderr."""
+    lines = (
+        line.partition("|")[2].partition("|")[2]
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    )
+    return {name.strip() for name in lines} - {"package"}
+
+
 def quiet(env: CliEnv) -> None:
-    """``sync`` that finds nothing: one request to Stash, no run, nothing written to the mirror."""
+    """``sync`` that finds nothing: one request to Stash, no run, nothing written to the mirror, and
+    none of what only a run needs imported."""
     runs, rows, requests = run_count(env), sync_runs_rows(env), env.fake.request_count
-    result = env.run("sync")
+    result = env.run("sync", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, outcome(result)
     assert QUIET in result.stdout, outcome(result)
     assert env.fake.request_count == requests + 1
     assert run_count(env) == runs
     assert sync_runs_rows(env) == rows
+    imported = imported_modules(result.stderr)
+    assert "stash_pipeline.precheck" in imported  # the report is read
+    assert imported & RUN_ONLY_MODULES == set()
 
 
 def test_a_sync_that_would_find_nothing_makes_no_run_and_a_play_makes_one(tmp_path, make_fake_server):

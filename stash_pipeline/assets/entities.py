@@ -24,8 +24,9 @@ from stash_pipeline.assets.partitions import (
     window_for,
 )
 from stash_pipeline.mirror.db import is_disk_full
+from stash_pipeline.mirror.report import SyncReport
 from stash_pipeline.mirror.schema import entity_columns
-from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncReport, SyncRequest
+from stash_pipeline.mirror.sync import EntitySync, SyncOptions, SyncRequest
 from stash_pipeline.model import ENTITY_SPECS, EntitySpec
 from stash_pipeline.progress import ProgressTracker
 from stash_pipeline.resources import StashResource, mirror_connection

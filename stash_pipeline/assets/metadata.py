@@ -15,9 +15,9 @@ from stash_pipeline.mirror.activity import mirror_listed_activity
 from stash_pipeline.mirror.db import fetch_scalar
 from stash_pipeline.mirror.evolution import layout_digest
 from stash_pipeline.mirror.links import links_digest, mirror_links
+from stash_pipeline.mirror.report import SyncReport
 from stash_pipeline.mirror.stamps import mirror_digest, mirror_linked_digest, stamp_digest
 from stash_pipeline.mirror.state import read_state
-from stash_pipeline.mirror.sync import SyncReport
 from stash_pipeline.mirror.windows import any_offset_bound, overlap_bound, parse_stash_time, stamp_bound
 from stash_pipeline.model import EntitySpec
 

@@ -13,7 +13,7 @@ total follows (a resume point), the sensor lists the rows where it is set (``lis
 import duckdb
 import pyarrow as pa
 
-from stash_pipeline.mirror.merge import unregister
+from stash_pipeline.mirror.db import unregister
 from stash_pipeline.model import EntitySpec
 from stash_pipeline.stash.queries import above_zero_filter
 

@@ -259,3 +259,12 @@ def disk_full(exc: BaseException, db_path: str) -> MirrorDiskFullError | None:
         "committed before is kept and the mirror opens as before; free some space there (or move "
         "the mirror: STASH_PIPELINE_DB) and run again: the next run resumes."
     )
+
+
+def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Unregister views in a ``finally``: once a statement failed, DuckDB refuses ``unregister`` in
+    the aborted transaction ("Current transaction is aborted"), and that error would replace the
+    real one (an out-of-memory error surfaced as a TransactionException)."""
+    for name in names:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)

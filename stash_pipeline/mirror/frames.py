@@ -21,8 +21,10 @@ import pyarrow.compute as pc
 
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
 from stash_pipeline.model import Column, EntitySpec, Relation
-from stash_pipeline.model.kinds import TIMESTAMP_FORMAT, UTC_TS, Kind, coerce_int, coerce_timestamp
+from stash_pipeline.model.kinds import TIMESTAMP_FORMAT, Kind, coerce_int, coerce_timestamp
 from stash_pipeline.stash.arrow_pages import entity_type
+
+UTC_TS = pl.Datetime("us", "UTC")
 
 
 @dataclass

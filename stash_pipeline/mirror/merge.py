@@ -6,7 +6,6 @@ The caller's transaction holds the entity upsert, the replacement of the batch's
 rerun resumes where the last commit left off (docs/architecture.md §2 rule 3, per batch rather than per page).
 """
 
-import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import duckdb
 import polars as pl
 
 from stash_pipeline.mirror.changes import mark_changed
-from stash_pipeline.mirror.db import fetch_scalar
+from stash_pipeline.mirror.db import fetch_scalar, unregister
 from stash_pipeline.mirror.frames import ShapedPage, relation_key
 from stash_pipeline.mirror.schema import LINK_TABLES, entity_columns
 from stash_pipeline.model import ENTITY_SPECS, EntitySpec, Relation
@@ -243,15 +242,6 @@ def delete_links(
     removed = con.execute(f"DELETE FROM {rel.table} WHERE {where}{returning}", params)
     if rel.embedded is not None:
         unlinked.setdefault(rel.embedded.name, []).extend(r[0] for r in removed.fetchall())
-
-
-def unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
-    """Unregister views in a ``finally``: once a statement failed, DuckDB refuses ``unregister`` in
-    the aborted transaction ("Current transaction is aborted"), and that error would replace the
-    real one (an out-of-memory error surfaced as a TransactionException)."""
-    for name in names:
-        with contextlib.suppress(duckdb.Error):
-            con.unregister(name)
 
 
 def _link_agg(rel: Relation) -> str:

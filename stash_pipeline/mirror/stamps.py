@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from stash_pipeline.mirror.merge import unregister
+from stash_pipeline.mirror.db import unregister
 from stash_pipeline.model import EntitySpec, Relation
 
 

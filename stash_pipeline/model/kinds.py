@@ -5,20 +5,28 @@ extracted), how it is parsed into the mirror's type (Polars expressions), how a 
 normalised or refused on the lenient row-by-row path, and its DuckDB type.  The decoder
 (``stash.arrow_pages``), the shaper (``mirror.frames``) and the DDL (``mirror.schema``) ask the
 kind; none of them branches on a kind's name.  A new kind is one object here.
+
+Polars and Arrow are imported where a kind first needs them, not at import: the CLI's no-change
+check imports the model but never shapes a page, and importing Polars costs it about 0.17 s.
 """
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from functools import cached_property
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import polars as pl
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
 
 # Stash writes RFC 3339 with the server's offset ("2024-03-01T10:00:00+01:00").
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%#z"
-UTC_TS = pl.Datetime("us", "UTC")
 
 
 # --------------------------------------------------------------------------- lenient coercions
@@ -94,6 +102,8 @@ def coerce_timestamp(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r:.60}")
+    import polars as pl
+
     try:
         pl.Series([value]).str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)
     except Exception:
@@ -112,19 +122,27 @@ def json_text(value: Any) -> str | None:
 
 # --------------------------------------------------------------------------- parses
 def _as_is(name: str) -> list[pl.Expr]:
+    import polars as pl
+
     return [pl.col(name)]
 
 
 def _empty_is_null(name: str) -> list[pl.Expr]:
+    import polars as pl
+
     return [pl.col(name).replace("", None)]
 
 
 def _missing_list_is_empty(name: str) -> list[pl.Expr]:
     # Null elements are dropped separately, only where there are any (``frames``).
+    import polars as pl
+
     return [pl.col(name).fill_null(pl.lit([], dtype=pl.List(pl.String)))]
 
 
 def _parse_timestamp(name: str) -> list[pl.Expr]:
+    import polars as pl
+
     return [pl.col(name).replace("", None).str.to_datetime(TIMESTAMP_FORMAT, time_zone="UTC", strict=True)]
 
 
@@ -136,6 +154,8 @@ def precision_column(name: str) -> str:
 def _parse_partial_date(name: str) -> list[pl.Expr]:
     """Stash dates may be ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``: stored as the first day of the
     period, with the precision in a companion column, so no information is lost."""
+    import polars as pl
+
     text = pl.col(name).replace("", None)
     length = text.str.len_chars()
     padded = pl.when(length == 4).then(text + "-01-01").when(length == 7).then(text + "-01").otherwise(text)
@@ -164,8 +184,8 @@ class Kind:
     """One kind of column value (compared by identity: there is one object per kind)."""
 
     name: str
-    arrow: pa.DataType  # as the page decoder reads it from the answer
-    wire: pl.DataType  # as extracted from a page, before parsing
+    arrow_type: Callable[[], pa.DataType]  # as the page decoder reads it from the answer
+    wire_type: Callable[[], pl.DataType]  # as extracted from a page, before parsing
     sql: str  # the mirror's DuckDB type
     coerce: Callable[[Any], Any]  # lenient normalisation of one value, or ValueError
     parse: Callable[[str], list[pl.Expr]]  # extracted column → mirror column(s)
@@ -179,38 +199,65 @@ class Kind:
     def __repr__(self) -> str:
         return f"Kind({self.name})"
 
+    @cached_property
+    def arrow(self) -> pa.DataType:
+        return self.arrow_type()
+
+    @cached_property
+    def wire(self) -> pl.DataType:
+        return self.wire_type()
+
     def mirror_columns(self, name: str) -> list[tuple[str, str]]:
         """(column, DuckDB type) this kind writes for a column called ``name``."""
         return [(name, self.sql)] + [(f"{name}{c.suffix}", c.sql) for c in self.companions]
 
 
-STR = Kind("str", pa.string(), pl.String(), "VARCHAR", _coerce_str, _empty_is_null)
-INT = Kind("int", pa.int64(), pl.Int64(), "BIGINT", coerce_int, _as_is, integral=True)
-FLOAT = Kind("float", pa.float64(), pl.Float64(), "DOUBLE", _coerce_float, _as_is)
-BOOL = Kind("bool", pa.bool_(), pl.Boolean(), "BOOLEAN", _coerce_bool, _as_is)
+def _pa() -> ModuleType:
+    import pyarrow
+
+    return pyarrow
+
+
+def _pl() -> ModuleType:
+    import polars
+
+    return polars
+
+
+STR = Kind("str", lambda: _pa().string(), lambda: _pl().String(), "VARCHAR", _coerce_str, _empty_is_null)
+INT = Kind("int", lambda: _pa().int64(), lambda: _pl().Int64(), "BIGINT", coerce_int, _as_is, integral=True)
+FLOAT = Kind("float", lambda: _pa().float64(), lambda: _pl().Float64(), "DOUBLE", _coerce_float, _as_is)
+BOOL = Kind("bool", lambda: _pa().bool_(), lambda: _pl().Boolean(), "BOOLEAN", _coerce_bool, _as_is)
 # Dates and timestamps travel as text and are parsed by the shaper; a timestamp's text is also
 # kept verbatim where it is a cursor (``updated_at_text``).
 DATE = Kind(
     "date",
-    pa.string(),
-    pl.String(),
+    lambda: _pa().string(),
+    lambda: _pl().String(),
     "DATE",
     _coerce_date,
     _parse_partial_date,
     companions=(Companion("_precision", "VARCHAR"),),
 )
-TIMESTAMP = Kind("timestamp", pa.string(), pl.String(), "TIMESTAMPTZ", coerce_timestamp, _parse_timestamp)
+TIMESTAMP = Kind(
+    "timestamp",
+    lambda: _pa().string(),
+    lambda: _pl().String(),
+    "TIMESTAMPTZ",
+    coerce_timestamp,
+    _parse_timestamp,
+)
 STR_LIST = Kind(
     "str_list",
-    pa.list_(pa.string()),
-    pl.List(pl.String()),
+    lambda: _pa().list_(_pa().string()),
+    lambda: _pl().List(_pl().String()),
     "VARCHAR[]",
     _coerce_list,
     _missing_list_is_empty,
     is_list=True,
 )
 
-MAP = Kind("map", pa.string(), pl.String(), "JSON", json_text, _as_is, is_map=True)
+MAP = Kind("map", lambda: _pa().string(), lambda: _pl().String(), "JSON", json_text, _as_is, is_map=True)
 
 KINDS: tuple[Kind, ...] = (STR, INT, FLOAT, BOOL, DATE, TIMESTAMP, STR_LIST, MAP)
 
@@ -225,7 +272,6 @@ __all__ = [
     "STR_LIST",
     "TIMESTAMP",
     "TIMESTAMP_FORMAT",
-    "UTC_TS",
     "Companion",
     "Kind",
     "coerce_int",
