@@ -15,6 +15,7 @@ gets another digest knows something changed, in one request.
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
@@ -29,8 +30,22 @@ class StampCheck:
 
     bound: str
     listed: int  # rows Stash has above the bound
-    changed: tuple[int, ...]  # their ids whose stamp the mirror does not have (new or edited)
+    changed: tuple[int, ...]  # their ids whose stamp the mirror does not have, or cannot trust
     below: tuple[int, ...]  # those of them whose text is below ``window`` (a read of it misses them)
+    unsure: tuple[int, ...] = ()  # those of them with the mirror's stamp, too recent to trust
+
+    @property
+    def differing(self) -> int:
+        """Rows whose stamp differs from the mirror's (the ones known to be new or edited)."""
+        return len(self.changed) - len(self.unsure)
+
+
+@dataclass(frozen=True)
+class LinkedCheck:
+    """Embedded rows (files) to read again: all of them, and those only unsure (``_CHANGED``)."""
+
+    changed: tuple[int, ...]
+    unsure: tuple[int, ...]
 
 
 def stamp_digest(pairs: Iterable[tuple[int, str | None]]) -> str:
@@ -51,16 +66,34 @@ def mirror_digest(con: duckdb.DuckDBPyConnection, spec: EntitySpec, bound: str) 
     return int(rows), str(digest)
 
 
+# A stamp has whole seconds.  A row read in the second it was written may be written again in that
+# same second, after the read, and keep its stamp: equal stamps prove nothing for a row stamped at
+# or after the second the previous run began reading (``read_since``), so such a row counts as
+# changed and is read again (by id: a handful of rows, those written while that run ran).
+_CHANGED = (
+    "s.updated_at IS NULL OR m.updated_at_text IS DISTINCT FROM s.updated_at "
+    "OR try_cast(s.updated_at AS TIMESTAMPTZ) >= $read_since"
+)
+_SAME = "coalesce(m.updated_at_text = s.updated_at, false)"
+
+
 def compare_stamps(
-    con: duckdb.DuckDBPyConnection, spec: EntitySpec, bound: str, stamps: pa.Table, window: str
+    con: duckdb.DuckDBPyConnection,
+    spec: EntitySpec,
+    bound: str,
+    stamps: pa.Table,
+    window: str,
+    read_since: datetime | None = None,
 ) -> StampCheck:
     """The rows among ``stamps`` (Stash's, above ``bound``) the mirror lacks or holds another
-    stamp of; a NULL stamp (unknown) counts as changed."""
+    stamp of; a NULL stamp (unknown) counts as changed, and so does one at or after ``read_since``
+    (the previous run's start: see ``_CHANGED``)."""
     con.register("server_stamps", stamps)
     try:
         rows = con.execute(
-            f"SELECT s.id, s.updated_at FROM server_stamps s LEFT JOIN {spec.name} m ON m.id = s.id "
-            "WHERE s.updated_at IS NULL OR m.updated_at_text IS DISTINCT FROM s.updated_at ORDER BY s.id"
+            f"SELECT s.id, s.updated_at, {_SAME} FROM server_stamps s LEFT JOIN {spec.name} m ON m.id = s.id "
+            f"WHERE {_CHANGED} ORDER BY s.id",
+            {"read_since": read_since},
         ).fetchall()
     finally:
         unregister(con, "server_stamps")
@@ -69,6 +102,7 @@ def compare_stamps(
         listed=stamps.num_rows,
         changed=tuple(r[0] for r in rows),
         below=tuple(r[0] for r in rows if r[1] is None or r[1] < window),
+        unsure=tuple(r[0] for r in rows if r[2]),
     )
 
 
@@ -91,22 +125,24 @@ def owned_files_filter(owner: EntitySpec, updated: dict) -> dict:
     return {"updated_at": updated, f"{owner.singular}_count": {"modifier": "GREATER_THAN", "value": 0}}
 
 
-def changed_linked(con: duckdb.DuckDBPyConnection, rel: Relation, stamps: pa.Table) -> list[int]:
+def changed_linked(
+    con: duckdb.DuckDBPyConnection, rel: Relation, stamps: pa.Table, read_since: datetime | None = None
+) -> LinkedCheck:
     """Ids among ``stamps`` (an embedded type's, e.g. files) that rows of the owner link through
-    ``rel`` and whose stamp the mirror does not have.  Files no row links yet are left to the
-    owner's own read (attaching a file bumps the owner)."""
+    ``rel`` and whose stamp the mirror does not have (or cannot trust: ``_CHANGED``).  Files no row
+    links yet are left to the owner's own read (attaching a file bumps the owner)."""
     embedded = rel.embedded
     assert embedded is not None
     con.register("server_stamps", stamps)
     try:
         rows = con.execute(
-            f"SELECT DISTINCT s.id FROM server_stamps s JOIN {rel.table} l ON l.{rel.target_column} = s.id "
-            f"LEFT JOIN {embedded.name} m ON m.id = s.id "
-            "WHERE s.updated_at IS NULL OR m.updated_at_text IS DISTINCT FROM s.updated_at ORDER BY s.id"
+            f"SELECT DISTINCT s.id, {_SAME} FROM server_stamps s JOIN {rel.table} l ON l.{rel.target_column} = s.id "
+            f"LEFT JOIN {embedded.name} m ON m.id = s.id WHERE {_CHANGED} ORDER BY s.id",
+            {"read_since": read_since},
         ).fetchall()
     finally:
         unregister(con, "server_stamps")
-    return [r[0] for r in rows]
+    return LinkedCheck(tuple(r[0] for r in rows), tuple(r[0] for r in rows if r[1]))
 
 
 def owners_of(con: duckdb.DuckDBPyConnection, rel: Relation, ids: list[int]) -> list[int]:

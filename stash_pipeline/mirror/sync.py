@@ -476,13 +476,13 @@ class EntitySync:
         only_ids: tuple[int, ...] | None = None  # the stamps name every changed row: read just them
         if check_stamps and criterion is not None:
             check = self._stamp_check(state, criterion["value"])
-            report.stamps_listed, report.stamps_changed = check.listed, len(check.changed)
+            report.stamps_listed, report.stamps_changed = check.listed, check.differing
             activity = self._activity_check()
             report.activity_changed = len(activity) if self.spec.unbumped_columns else None
             relinked = self._links_check()
             report.links_changed = len(relinked) if self.spec.unbumped_relations else None
             activity = tuple(sorted(set(activity) | set(relinked)))
-            report.files_changed, refiled = self._files_check(check.bound)
+            report.files_changed, refiled = self._files_check(check.bound, state.server_time)
             activity = tuple(sorted(set(activity) | set(refiled)))
             if not check.changed and not activity and report.stash_count == self._local_count():
                 report.skipped = True
@@ -499,6 +499,13 @@ class EntitySync:
                     "reading them by id",
                     self.spec.name,
                     len(activity),
+                )
+            if check.unsure:
+                log.info(
+                    "%s: %d rows written in the second the last run began, or since: their stamps "
+                    "cannot tell a later edit in that second; reading them again",
+                    self.spec.name,
+                    len(check.unsure),
                 )
             if check.below:
                 log.info(
@@ -638,7 +645,7 @@ class EntitySync:
         window), compared with the mirror's (``mirror.stamps``)."""
         bound = stamp_bound(state.server_time, state.cursor, self.options.overlap_seconds) or window
         stamps = self.client.stamps(self.spec, self._filter(since_criterion(bound)))
-        return compare_stamps(self.con, self.spec, bound, stamps, window)
+        return compare_stamps(self.con, self.spec, bound, stamps, window, read_since=state.server_time)
 
     def _stamps_cover_window(self, check: StampCheck, window: str, wanted: int, window_rows: int) -> bool:
         """Whether reading only the rows the checks found changed (by id) replaces the read of the
@@ -662,7 +669,7 @@ class EntitySync:
         server = server_links(self.spec, self.client.links(self.spec))
         return changed_owners(server, mirror_links(self.con, self.spec))
 
-    def _files_check(self, bound: str) -> tuple[int | None, tuple[int, ...]]:
+    def _files_check(self, bound: str, read_since: datetime | None) -> tuple[int | None, tuple[int, ...]]:
         """Files of this type's rows changed without a bump of the row (a rename, a rescan: only
         the file's own updated_at moves): their stamps since ``bound``, compared with the mirror's.
         Returns how many differ and the rows holding them, which the run re-reads by id (the row's
@@ -671,12 +678,15 @@ class EntitySync:
         if not self.spec.embedded_relations or not self.client.features().lists_files:
             return None, ()
         changed: set[int] = set()
+        unsure: set[int] = set()
         owners: set[int] = set()
         for rel in self.spec.embedded_relations:
             stamps = self.client.stamps(rel.embedded, owned_files_filter(self.spec, since_criterion(bound)))
-            ids = changed_linked(self.con, rel, stamps)
-            changed.update(ids)
-            owners.update(owners_of(self.con, rel, ids))
+            check = changed_linked(self.con, rel, stamps, read_since)
+            changed.update(check.changed)
+            unsure.update(check.unsure)
+            owners.update(owners_of(self.con, rel, list(check.changed)))
+        changed -= unsure
         if changed:
             log.info(
                 "%s: %d files renamed or rescanned (no bump of their owner); reading their %d rows",

@@ -347,6 +347,26 @@ def test_file_rename_and_rescan_without_a_bump(mirror_env):
     assert incremental_and_check(env)["scenes"]["files_changed"] == 0  # and then nothing
 
 
+def test_a_second_edit_in_the_second_of_the_read(mirror_env):
+    """Stamps have whole seconds: a row edited again in the second a run read it keeps its stamp.
+    The next run reads it again (the stamp is not older than the last run's start) and has the
+    edit; the run after that, which began later than the stamp, trusts it again."""
+    env = synced(mirror_env())
+    env.fake.clock.freeze()
+    scene = env.fake.truth()["scenes"][0]["id"]
+    env.fake.mutations.update("scene", scene, title="first edit")
+    incremental_and_check(env)
+    stamp = env.query("SELECT updated_at_text FROM scenes WHERE id = ?", [scene])[0][0]
+    env.fake.mutations.update("scene", scene, title="second edit, same second")
+    assert env.fake.truth()["scenes"][0]["updated_at"] == stamp  # nothing tells the edit apart
+    env.fake.clock.advance(5)
+    report = incremental_and_check(env)["scenes"]  # equal to Stash: it has the second title
+    assert (report["stamps_changed"], report["updated"]) == (0, 1)
+    report = incremental_and_check(env)["scenes"]
+    assert report["skipped"]
+    assert report["fetched"] == 0
+
+
 def test_a_second_file_and_a_new_primary(mirror_env):
     env = synced(mirror_env())
     scene = next(s for s in env.fake.truth()["scenes"] if s["files"])
