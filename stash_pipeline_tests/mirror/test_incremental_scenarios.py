@@ -467,10 +467,14 @@ def test_gallery_chapters_without_a_bump(mirror_env):
 
 def test_rows_already_in_the_overlap_window_are_not_read_again(mirror_env):
     """The stamp check names every changed row: an incremental run reads those by id, not the whole
-    overlap window (which, in a busy library, holds many rows the previous run already stored)."""
+    overlap window (which, in a busy library, holds many rows the previous run already stored).
+    The first pass is written seconds before the run that reads it: a row written in the second a
+    run began is read again by the next one (test_a_second_edit_in_the_second_of_the_read)."""
     env = synced(mirror_env())
     ids = [i["id"] for i in env.fake.truth()["images"]]
+    env.fake.clock.freeze()
     env.fake.mutations.bulk_update("image", ids[:30], photographer="First pass")
+    env.fake.clock.advance(5)
     assert incremental_and_check(env)["images"]["updated"] == 30
     env.fake.mutations.update("image", ids[-1], title="One more edit")
     images = incremental_and_check(env)["images"]
