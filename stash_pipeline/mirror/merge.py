@@ -69,28 +69,31 @@ class EntityMerger:
         self.columns = entity_columns(spec)
         compared = [c.name for c in self.columns if c.compared and c.name != "id"]
         checks = ", ".join(f"CASE WHEN n.{_q(c)} IS DISTINCT FROM e.{_q(c)} THEN '{c}' END" for c in compared)
-        # The change check runs in parts: one query per relation lists the owners whose link set
-        # differs, then one query compares the columns and adds those relations' names.  A single
-        # query joining every relation's aggregates at once (a scene has eleven) needed more than
-        # 128 MB of DuckDB memory for a batch of a 200k-scene library.
-        self.relation_changes_sql = [
-            f"SELECT coalesce(nl.oid, ol.oid) FROM "
-            f"(SELECT {rel.owner_column} AS oid, {_link_agg(rel)} AS l FROM page_link_{i} GROUP BY 1) nl "
-            f"FULL JOIN (SELECT {rel.owner_column} AS oid, {_link_agg(rel)} AS l FROM {rel.table} "
-            f"WHERE {rel.owner_column} BETWEEN $lo AND $hi "
-            f"AND {rel.owner_column} IN (SELECT id FROM page_entities) GROUP BY 1) ol ON ol.oid = nl.oid "
-            "WHERE coalesce(nl.l, []) IS DISTINCT FROM coalesce(ol.l, [])"
-            for i, rel in enumerate(spec.relations)
-        ]
+        rel_checks = []
+        rel_joins = []
+        for i, rel in enumerate(spec.relations):
+            agg = _link_agg(rel)
+            rel_joins.append(
+                f"LEFT JOIN (SELECT {rel.owner_column} AS oid, {agg} AS l FROM page_link_{i} "
+                f"GROUP BY 1) nl{i} ON nl{i}.oid = n.id "
+                f"LEFT JOIN (SELECT {rel.owner_column} AS oid, {agg} AS l FROM {rel.table} "
+                f"WHERE {rel.owner_column} BETWEEN $lo AND $hi "
+                f"AND {rel.owner_column} IN (SELECT id FROM page_entities) GROUP BY 1) ol{i} "
+                f"ON ol{i}.oid = n.id"
+            )
+            rel_checks.append(
+                f"CASE WHEN e.id IS NOT NULL AND coalesce(nl{i}.l, []) IS DISTINCT FROM "
+                f"coalesce(ol{i}.l, []) THEN '{rel.field}' END"
+            )
+        all_checks = ", ".join([checks, *rel_checks])
         # Only the rows that are new or differ come back to Python (a full sync of an unchanged
-        # library returns nothing).  A new row's links are not compared: it has none to differ.
+        # library returns nothing).
         self.classify_sql = (
             "SELECT id, is_new, changed, updated_at_text FROM ("
             f"SELECT n.id, e.id IS NULL AS is_new, "
-            f"[x FOR x IN [{checks}] IF x IS NOT NULL] || coalesce(c.fields, []) AS changed, "
-            "n.updated_at_text "
+            f"[x FOR x IN [{all_checks}] IF x IS NOT NULL] AS changed, n.updated_at_text "
             f"FROM page_entities n LEFT JOIN (SELECT * FROM {spec.name} WHERE id BETWEEN $lo AND $hi) e "
-            "ON e.id = n.id LEFT JOIN link_changes c ON c.id = n.id) WHERE is_new OR len(changed) > 0"
+            "ON e.id = n.id " + " ".join(rel_joins) + ") WHERE is_new OR len(changed) > 0"
         )
         self.column_list = ", ".join(_q(c.name) for c in self.columns)
         # Tables this type's relations write, with the owner columns each one is replaced by.
@@ -163,21 +166,7 @@ class EntityMerger:
         force_write: bool,
         n_rows: int,
     ) -> Unlinked:
-        relinked: dict[int, list[str]] = defaultdict(list)  # owner → its relations that differ
-        for rel, sql in zip(self.spec.relations, self.relation_changes_sql, strict=True):
-            for (owner,) in con.execute(sql, bounds).fetchall():
-                relinked[owner].append(rel.field)
-        con.register(
-            "link_changes",
-            pl.DataFrame(
-                {"id": list(relinked), "fields": list(relinked.values())},
-                schema={"id": pl.Int64, "fields": pl.List(pl.String)},
-            ),
-        )
-        try:
-            rows = con.execute(self.classify_sql, bounds).fetchall()
-        finally:
-            unregister(con, "link_changes")
+        rows = con.execute(self.classify_sql, bounds).fetchall()
         log_rows: list[tuple] = []
         for entity_id, is_new, changed, updated_text in rows:
             if is_new:
