@@ -58,7 +58,7 @@ def imported_modules(stderr: str) -> set[str]:
         for line in stderr.splitlines()
         if line.startswith("import time:")
     )
-    return {name.strip() for name in lines} - {"package"}
+    return {name.strip() for name in lines} - {"imported package"}  # its header line
 
 
 def quiet(env: CliEnv) -> None:

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from stash_pipeline.mirror.activity import changed_activity
 from stash_pipeline.mirror.changes import mark_changed
-from stash_pipeline.mirror.db import GroupCommit, failed_commit, fetch_scalar
+from stash_pipeline.mirror.db import GroupCommit, failed_commit, fetch_scalar, unregister
 from stash_pipeline.mirror.evolution import refill_message
 from stash_pipeline.mirror.frames import PageShaper, ShapedPage
 from stash_pipeline.mirror.gc_pauses import fewer_gc_pauses
@@ -46,7 +46,6 @@ from stash_pipeline.mirror.merge import (
     delete_entities,
     find_referrers,
     prune_embedded,
-    unregister,
 )
 from stash_pipeline.mirror.report import SyncReport
 from stash_pipeline.mirror.schema import ensure_schema

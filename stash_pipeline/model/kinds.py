@@ -134,9 +134,9 @@ def _empty_is_null(name: str) -> list[pl.Expr]:
 
 
 def _missing_list_is_empty(name: str) -> list[pl.Expr]:
-    # Null elements are dropped separately, only where there are any (``frames``).
     import polars as pl
 
+    # Null elements are dropped separately, only where there are any (``frames``).
     return [pl.col(name).fill_null(pl.lit([], dtype=pl.List(pl.String)))]
 
 
