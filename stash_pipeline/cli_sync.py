@@ -86,16 +86,20 @@ class ProgressBars:
 
 
 def _run(verbose: bool = False, probe_first: bool = False, **kwargs) -> int:
-    from stash_pipeline.instance import persistent_instance
+    from stash_pipeline.mirror.gc_pauses import importing
 
     # One ASSET_MATERIALIZATION_PLANNED event per asset for a ranged run, instead of one per asset
     # and month partition (1,235 SQLite writes before a full sync starts: 10-30 s).  Dagster's
     # trade-off: a failed run does not mark each of its partitions failed.
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    instance = persistent_instance()
+    with importing():  # Dagster, and its storage modules as the instance loads them
+        from stash_pipeline.instance import persistent_instance
+
+        instance = persistent_instance()
     why_run = None
     if probe_first and kwargs.get("mode") == "incremental" and not kwargs.get("since"):
-        from stash_pipeline.precheck import before_sync
+        with importing():
+            from stash_pipeline.precheck import before_sync
 
         verdict = before_sync(instance, kwargs.get("types"))
         if verdict.quiet:
@@ -103,9 +107,10 @@ def _run(verbose: bool = False, probe_first: bool = False, **kwargs) -> int:
             return 0
         why_run = verdict.why_run
 
-    from stash_pipeline import progress
-    from stash_pipeline.definitions import defs
-    from stash_pipeline.runner import run_sync
+    with importing():
+        from stash_pipeline import progress
+        from stash_pipeline.definitions import defs
+        from stash_pipeline.runner import run_sync
 
     bars = ProgressBars()
     progress.add_listener(bars)

@@ -23,3 +23,22 @@ def fewer_gc_pauses(gen0: int = BULK_GEN0_THRESHOLD) -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+@contextmanager
+def importing() -> Iterator[None]:
+    """No collection while the block imports, and what it built frozen out of later ones.
+
+    Importing Dagster and building the definitions creates a few hundred thousand objects that live
+    as long as the process and no garbage: collecting meanwhile only walks them, again and again
+    (measured: importing the definitions in 0.82 s instead of 1.02, medians of 8).  Frozen, they are
+    also skipped by every full collection of the run that follows.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
