@@ -1,5 +1,7 @@
 """The Dagster code location: assets, checks, jobs, sensors, schedules and resources."""
 
+import atexit
+import gc
 import warnings
 
 import dagster as dg
@@ -58,3 +60,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 load_env_file()
 defs = build_definitions()
+# A run's process (launched by the daemon, a backfill or the UI) loads these and exits after its
+# run: no full collections over its heap at exit (the CLI's reason, stash_pipeline/cli.py).
+atexit.register(gc.freeze)

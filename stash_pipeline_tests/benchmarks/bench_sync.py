@@ -27,9 +27,10 @@ Every party runs in its own process, so that no two share a GIL and each peak RS
 Then 1,000 entities (mostly scenes and images) are changed through the fake's ``/control``
 endpoint and both the engine and the CLI run an incremental sync of them.
 
-The floor, the engine's full sync and its incremental sync run ``--repeat`` times each (default 3;
-the floor and the full sync alternated, so that a machine slowing down for a while slows both; the
-incremental from a copy of the same synced file each time) and the fastest run of each is compared:
+The floor, the engine's full sync, its incremental sync and the CLI's full sync run ``--repeat``
+times each (default 3; the floor and the engine's full sync alternated, so that a machine slowing
+down for a while slows both; the incremental from a copy of the same synced file each time; the
+CLI's each into a new mirror and Dagster home) and the fastest run of each is compared:
 on two shared, noisy cores a single run varied by half from one try to the next, and the minimum
 is the least disturbed measure of both sides alike.  Every run's time is printed.
 
@@ -665,11 +666,20 @@ def run_scale(scale: str, scenes: int, images: int, args: argparse.Namespace, wo
             log("derived tables")
             res.derived = _child("derived", {"db": str(engine_db)})
             log(f"derived {res.derived.result['seconds']:.1f}s")
-        cli_dir = workdir / f"cli-{scale}"
-        cli_dir.mkdir(exist_ok=True)
         if not args.skip_cli:
-            log("CLI: stash-pipeline sync --full")
-            res.cli_full = run_cli(fake.url, cli_dir, args.page_size, full=True)
+            # Best of --repeat, as the bare engine's full sync it is compared with (each into a new
+            # mirror and Dagster home); the fastest one's mirror goes on to the incremental runs.
+            log(f"CLI: stash-pipeline sync --full (best of {args.repeat}, each into a new mirror)")
+            tries: list[tuple[Proc, Path]] = []
+            for attempt in range(args.repeat):
+                tried = workdir / f"cli-{scale}-{attempt}"
+                tried.mkdir()
+                tries.append((run_cli(fake.url, tried, args.page_size, full=True), tried))
+            res.runs["cli_full"] = [p.seconds for p, _ in tries]
+            res.cli_full, cli_dir = min(tries, key=lambda t: t[0].seconds)
+            for _, tried in tries:
+                if tried != cli_dir:
+                    shutil.rmtree(tried)
             res.cli_events_full = _cli_events(res.cli_full, cli_dir / "dagster_home")
             log(f"CLI full {res.cli_full.seconds:.1f}s, {res.cli_full.maxrss_mb:,.0f} MB")
         log(f"mutating {args.changes} entities through /control")
@@ -874,7 +884,7 @@ def rows_for(res: ScaleResult) -> list[Row]:
         large = res.scale == "large"
         rows.append(
             Row(
-                f"[{tag}] CLI sync --full (process wall, incl. derived)",
+                f"[{tag}] CLI sync --full (process wall, incl. derived; best of {len(res.runs.get('cli_full', [])) or 1})",
                 n,
                 c.seconds,
                 c.maxrss_mb,
@@ -1293,7 +1303,8 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=3,
-        help="runs of the floor and of the engine's full and incremental syncs; the fastest counts",
+        help="runs of the floor, of the engine's full and incremental syncs and of the CLI's full "
+        "sync; the fastest counts",
     )
     parser.add_argument(
         "--memory-limit",
